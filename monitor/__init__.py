@@ -1,0 +1,1 @@
+"""monitor: self-hosted image copy detection."""
