@@ -1,0 +1,192 @@
+"""Typed, frozen settings: the only module that reads ``config.toml`` and ``MONITOR_*``.
+
+Precedence, highest first: environment (``MONITOR_SECTION__KEY``, e.g.
+``MONITOR_CLIP__REQUIRED=true``), then ``config.toml``, then the defaults below.
+The deployment root is the folder holding ``config.toml`` (``MONITOR_CONFIG``
+names the file; otherwise ``./config.toml``, which may be absent). Relative
+paths in the settings are resolved against that root.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageSettings(_Section):
+    """Where state lives."""
+
+    data_dir: str = Field("data", description="Folder for the database, indices and evidence.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at <data_dir>/monitor.db."
+    )
+
+
+class DecodeSettings(_Section):
+    """Limits applied to every input before any stage sees it."""
+
+    max_bytes: int = Field(50_000_000, description="Refuse inputs larger than this (bytes).")
+    max_pixels: int = Field(
+        80_000_000, description="Refuse images whose width*height exceeds this (bomb guard)."
+    )
+    work_side: int = Field(
+        1024, description="Longest side (pixels) of the working copy the stages share."
+    )
+
+
+class HashSettings(_Section):
+    """Stage `hash`: 64-bit pHash with dihedral gallery variants."""
+
+    enabled: bool = Field(True, description="Run the perceptual-hash stage.")
+    max_distance: int = Field(
+        12, description="Hamming radius (bits of 64) searched in the index; rules may be stricter."
+    )
+
+
+class ClipSettings(_Section):
+    """Stage `clip`: open_clip image embeddings."""
+
+    enabled: bool = Field(True, description="Run the CLIP stage when its weights can be loaded.")
+    model: str = Field("ViT-B-32", description="open_clip model name.")
+    pretrained: str = Field(
+        "laion2b_s34b_b79k",
+        description="open_clip pretrained tag; empty with empty `checkpoint` = random weights "
+        "(tests only).",
+    )
+    checkpoint: str = Field("", description="Local checkpoint file; overrides `pretrained`.")
+    model_config_dir: str = Field(
+        "", description="Folder of extra open_clip model-config JSON files (custom architectures)."
+    )
+    required: bool = Field(False, description="Fail instead of skipping when weights are missing.")
+    batch_size: int = Field(32, description="Images per forward pass.")
+    top_k: int = Field(5, description="Gallery neighbours returned per candidate.")
+    min_cosine: float = Field(0.80, description="Cosine below which neighbours are dropped.")
+
+
+class LocalSettings(_Section):
+    """Stage `local`: local features, descriptor voting and RANSAC verification."""
+
+    enabled: bool = Field(True, description="Run the local-feature stage.")
+    detector: Literal["sift", "orb"] = Field("sift", description="OpenCV feature type.")
+    max_features: int = Field(600, description="Keypoints kept per candidate image.")
+    gallery_features: int = Field(800, description="Keypoints kept per gallery image.")
+    feature_side: int = Field(640, description="Longest side (pixels) features are computed at.")
+    shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
+    min_inliers: int = Field(12, description="RANSAC inliers below which no match is reported.")
+
+
+class RulesSettings(_Section):
+    """Where rule files live."""
+
+    dir: str = Field("rules", description="Folder of rules/*.toml files.")
+
+
+class ReportSettings(_Section):
+    """HTML reports."""
+
+    dir: str = Field("reports", description="Folder reports are written to.")
+    thumb_side: int = Field(480, description="Longest side (pixels) of inlined thumbnails.")
+
+
+class Settings(BaseSettings):
+    """All settings. Build with :func:`load_settings`; instances are frozen."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    root: Path = Field(Path("."), description="Deployment root (folder of config.toml).")
+    storage: StorageSettings = StorageSettings()
+    decode: DecodeSettings = DecodeSettings()
+    hash: HashSettings = HashSettings()
+    clip: ClipSettings = ClipSettings()
+    local: LocalSettings = LocalSettings()
+    rules: RulesSettings = RulesSettings()
+    report: ReportSettings = ReportSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats the TOML values passed as init arguments."""
+        return env_settings, init_settings
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path against the deployment root."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def data_dir(self) -> Path:
+        """Absolute data folder (database, indices, evidence)."""
+        return self.path(self.storage.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in force."""
+        return self.storage.database_url or f"sqlite:///{self.data_dir / 'monitor.db'}"
+
+
+def config_path() -> Path:
+    """The config file in force: ``$MONITOR_CONFIG`` or ``./config.toml``."""
+    return Path(os.environ.get("MONITOR_CONFIG", "config.toml")).expanduser().absolute()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read ``path`` (default :func:`config_path`; absence is fine) and the environment.
+
+    Raises:
+        ConfigError: the TOML cannot be parsed or a value fails validation; the
+            message names the file and the dotted key.
+    """
+    path = path or config_path()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data.setdefault("root", path.parent)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def default_toml() -> str:
+    """A commented ``config.toml`` listing every key with its default and help line."""
+    lines = ["# monitor configuration. Every key is optional; shown with its default.",
+             "# Environment variables override it: MONITOR_<SECTION>__<KEY>=value.", ""]
+    for name, field in Settings.model_fields.items():
+        if name == "root":
+            continue
+        section = field.default
+        lines += [f"# {type(section).__doc__.strip()}", f"[{name}]"]
+        for key, sub in type(section).model_fields.items():
+            lines += [f"# {sub.description}", f"{key} = {_toml_value(getattr(section, key))}"]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Safe decoding: the one door every image (gallery or candidate) goes through.
+
+Bytes → :class:`DecodedImage`, an 8-bit RGB working copy whose longest side is at
+most ``work_side`` pixels, plus what the stages and the evidence need to know
+of the original (size, format, frame count, sha256). Each refusal is a typed
+:class:`~monitor.errors.DecodeError` whose message says what was wrong.
+
+Normalisation: EXIF orientation applied (``ImageOps.exif_transpose``); alpha
+and palette transparency composited onto white; CMYK, YCbCr, LAB, 1-bit,
+greyscale and 16-bit/32-bit/float modes brought to 8-bit RGB by scaling, not
+clipping; the first frame of an animation. JPEGs are decoded at reduced scale
+with ``Image.draft`` (libjpeg DCT scaling) when the working copy is smaller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from monitor.errors import (
+    CorruptImage,
+    EmptyInput,
+    ImageTooLarge,
+    InputTooLarge,
+    UnsupportedFormat,
+)
+
+RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF", "ICO", "PPM", "TGA")
+"""Formats Pillow may open; anything else (EPS, PDF, PSD, ...) is refused."""
+
+_TEXT_SNIFF = (
+    (b"<svg", "SVG"), (b"<?xml", "XML/SVG"), (b"<!doctype html", "HTML"), (b"<html", "HTML"),
+    (b"%pdf", "PDF"), (b"{", "JSON"), (b"<", "markup"),
+)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Limits in bytes and pixels, and the working-copy size in pixels."""
+
+    max_bytes: int = 50_000_000
+    max_pixels: int = 80_000_000
+    work_side: int = 1024
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """A decoded input.
+
+    Attributes:
+        image: RGB ``PIL.Image``, longest side ``<= work_side`` pixels.
+        width, height: size of the original image in pixels (after EXIF rotation).
+        format: Pillow format name of the source (``"JPEG"``, ``"PNG"``, ...).
+        frames: number of frames in the source (1 for stills).
+        sha256: hex digest of the source bytes.
+        size_bytes: length of the source bytes.
+    """
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+    frames: int
+    sha256: str
+    size_bytes: int
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def scaled(self, side: int) -> Image.Image:
+        """The working copy reduced so its longest side is ``<= side`` pixels (cached)."""
+        if max(self.image.size) <= side:
+            return self.image
+        if side not in self._cache:
+            im = self.image.copy()
+            im.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            self._cache[side] = im
+        return self._cache[side]
+
+    def gray(self, side: int) -> np.ndarray:
+        """``(H, W) uint8`` greyscale of :meth:`scaled` (cached)."""
+        key = ("gray", side)
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.scaled(side).convert("L"))
+        return self._cache[key]
+
+
+def _sniff_text(data: bytes) -> str | None:
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for prefix, kind in _TEXT_SNIFF:
+        if head.startswith(prefix):
+            return kind
+    return None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB; transparency goes onto white."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = (0.0, 65535.0) if im.mode.startswith("I;16") else (arr.min(), arr.max())
+        arr = np.clip((arr - lo) * (255.0 / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr, "L")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:
+    """Decode ``data`` into a :class:`DecodedImage`.
+
+    Raises:
+        EmptyInput: zero bytes.
+        InputTooLarge: more than ``limits.max_bytes`` bytes.
+        UnsupportedFormat: SVG, HTML, PDF, text or any non-raster format.
+        ImageTooLarge: width × height above ``limits.max_pixels``.
+        CorruptImage: truncated or malformed image data.
+    """
+    if not data:
+        raise EmptyInput("empty input: 0 bytes")
+    if len(data) > limits.max_bytes:
+        raise InputTooLarge(f"input is {len(data)} bytes; the limit is {limits.max_bytes}")
+    kind = _sniff_text(data)
+    if kind:
+        raise UnsupportedFormat(f"not a raster image: looks like {kind}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
+            return _decode_opened(im, data, limits)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"decompression bomb refused: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedFormat("not a supported raster image (unknown format)") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+        raise CorruptImage(f"corrupt or truncated image: {exc}") from exc
+
+
+def _decode_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> DecodedImage:
+    width, height = im.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+        )
+    fmt, frames = im.format or "?", getattr(im, "n_frames", 1)
+    if fmt == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        im.draft(im.mode, (limits.work_side, limits.work_side))
+    im.seek(0)
+    im.load()
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    im = ImageOps.exif_transpose(im)
+    im = _to_rgb(im)
+    if max(im.size) > limits.work_side:
+        im.thumbnail((limits.work_side, limits.work_side), Image.Resampling.BILINEAR, 2.0)
+    return DecodedImage(
+        image=im, width=width, height=height, format=fmt, frames=frames,
+        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+    )
+
+
+def decode_file(path: Path, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:
+    """Read and decode a file, checking its size before reading it.
+
+    Raises:
+        InputTooLarge, and everything :func:`decode_bytes` raises.
+        OSError: the file cannot be read (missing, permission).
+    """
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise InputTooLarge(f"{path}: {size} bytes; the limit is {limits.max_bytes}")
+    return decode_bytes(path.read_bytes(), limits)

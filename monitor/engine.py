@@ -1,0 +1,194 @@
+"""The matching engine: every stage and its gallery index, pure (no database).
+
+``Engine.match`` runs one decoded candidate through hash → clip → local and
+merges the hits per gallery image into :class:`~monitor.results.Match` objects.
+The local stage verifies its own vote shortlist *and* every hash/clip hit, so
+geometric evidence (inliers, region) backs whatever another stage proposed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from monitor.config import Settings
+from monitor.decode import DecodedImage
+from monitor.errors import StageUnavailable
+from monitor.index.binary import BinaryIndex
+from monitor.index.dense import DenseIndex
+from monitor.index.local import LocalIndex
+from monitor.results import Hit, Match, StageStatus
+from monitor.stages.clip import ClipStage
+from monitor.stages.hash import HashStage
+from monitor.stages.local import LocalStage
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """What the engine needs of one protected image to (re)build its indices.
+
+    ``phash`` is ``(8, 8) uint8`` (dihedral variants); ``clip`` is ``(D,) float32``
+    or None; ``load`` decodes the stored copy when local features must be rebuilt.
+    """
+
+    gallery_id: int
+    phash: np.ndarray
+    clip: np.ndarray | None
+    load: Callable[[], DecodedImage]
+
+
+def merge_hits(hits: Iterable[Hit]) -> list[Match]:
+    """Group hits by gallery id into matches; the best-scoring hit names the stage."""
+    by_id: dict[int, list[Hit]] = {}
+    for hit in hits:
+        by_id.setdefault(hit.gallery_id, []).append(hit)
+    matches = []
+    for gid, group in by_id.items():
+        best = max(group, key=lambda h: h.score)
+        matches.append(Match(gallery_id=gid, stage=best.stage, score=best.score,
+                             hits=tuple(sorted(group, key=lambda h: -h.score))))
+    return sorted(matches, key=lambda m: -m.score)
+
+
+class Engine:
+    """Stages plus their indices for one gallery.
+
+    Attributes:
+        hash, clip, local: the stages (None when disabled in settings).
+        hash_index: ``BinaryIndex`` of 8 dihedral pHashes per gallery image.
+        clip_index: ``DenseIndex`` of CLIP embeddings (None until the model loads).
+        local_index: ``LocalIndex`` of gallery keypoint descriptors.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hash = HashStage(settings.hash.max_distance) if settings.hash.enabled else None
+        self.clip = ClipStage(settings.clip, settings.root) if settings.clip.enabled else None
+        self.local = LocalStage(settings.local) if settings.local.enabled else None
+        self.hash_index = BinaryIndex(8)
+        self.clip_index: DenseIndex | None = None
+        self.local_index = LocalIndex()
+
+    # -- status -------------------------------------------------------------
+    def statuses(self) -> list[StageStatus]:
+        """Availability of every stage, with reason and fix when unavailable."""
+        off = "disabled in config.toml"
+        out = [StageStatus("hash", self.hash is not None, self.hash is not None,
+                           "" if self.hash else off)]
+        out.append(self.clip.status() if self.clip else StageStatus("clip", False, False, off))
+        out.append(StageStatus("local", self.local is not None, self.local is not None,
+                               "" if self.local else off))
+        return out
+
+    def clip_ready(self) -> bool:
+        """True when the clip stage is enabled and its model loads.
+
+        Raises:
+            StageUnavailable: the model cannot load and ``clip.required`` is true.
+        """
+        if self.clip is None:
+            return False
+        status = self.clip.status()
+        if not status.available and self.settings.clip.required:
+            raise StageUnavailable("clip", status.reason, status.fix)
+        return status.available
+
+    # -- gallery --------------------------------------------------------------
+    def embed(self, images: list[DecodedImage]) -> np.ndarray | None:
+        """CLIP embeddings ``(N, D) float32`` L2-normalised, or None when CLIP is unavailable."""
+        return self.clip.compute(images) if images and self.clip_ready() else None
+
+    def add(self, entry: GalleryEntry, image: DecodedImage | None = None) -> None:
+        """Put one gallery image into every index (decodes it only if local needs it)."""
+        self.hash_index.add(np.full(8, entry.gallery_id), entry.phash)
+        if entry.clip is not None and self.clip_ready():
+            if self.clip_index is None:
+                self.clip_index = DenseIndex(len(entry.clip))
+            self.clip_index.add(np.array([entry.gallery_id]), entry.clip[None, :])
+        if self.local is not None:
+            image = image or entry.load()
+            self.local_index.add(entry.gallery_id, self.local.compute(image, gallery=True))
+
+    def remove(self, ids: list[int]) -> None:
+        """Drop gallery images from every index."""
+        self.hash_index.remove(ids)
+        self.local_index.remove(ids)
+        if self.clip_index is not None:
+            self.clip_index.remove(ids)
+
+    # -- candidates -----------------------------------------------------------
+    def match(self, image: DecodedImage, clip_vector: np.ndarray | None = None,
+              allowed: set[int] | None = None) -> list[Match]:
+        """Every stage's hits for one candidate, merged per gallery image, best first.
+
+        ``clip_vector`` is the candidate's ``(D,) float32`` embedding when the
+        caller batched CLIP; ``allowed`` restricts results to those gallery ids.
+        """
+        hits: list[Hit] = []
+        if self.hash is not None:
+            hits += self.hash.search(self.hash.compute(image), self.hash_index)
+        if clip_vector is not None and self.clip is not None and self.clip_index is not None:
+            hits += self.clip.search(clip_vector[None, :], self.clip_index)[0]
+        if self.local is not None and len(self.local_index):
+            proposed = sorted({h.gallery_id for h in hits})
+            features = self.local.compute(image)
+            hits += self.local.match(features, self.local_index, (image.width, image.height),
+                                     extra_ids=proposed)
+        if allowed is not None:
+            hits = [h for h in hits if h.gallery_id in allowed]
+        return merge_hits(hits)
+
+    # -- persistence ----------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Identifies the stage settings the saved indices were built with."""
+        local = self.settings.local.model_dump_json()
+        clip = self.clip.fingerprint if self.clip else "-"
+        return f"v1|{local}|{clip}"
+
+    def save(self, folder: Path) -> None:
+        """Save the indices under ``folder`` atomically."""
+        fp = self.fingerprint()
+        self.hash_index.save(folder / "hash.npz", fp)
+        self.local_index.save(folder / "local.npz", fp)
+        if self.clip_index is not None:
+            self.clip_index.save(folder / "clip.npz", fp)
+
+    def load(self, folder: Path, entries: list[GalleryEntry],
+             progress: Callable[[int], None] | None = None) -> bool:
+        """Load saved indices and reconcile them with ``entries`` (the database).
+
+        Images missing from a saved index are added, extra ones removed; a
+        missing or stale file (other settings) is rebuilt. Returns True when
+        anything had to change, so the caller can save.
+        """
+        fp, wanted = self.fingerprint(), {e.gallery_id: e for e in entries}
+        self.hash_index = BinaryIndex(8)
+        self.hash_index.add(np.repeat([e.gallery_id for e in entries], 8).astype(np.int64),
+                            np.concatenate([e.phash for e in entries]) if entries
+                            else np.zeros((0, 8), np.uint8))
+        changed = self._load_clip(folder / "clip.npz", fp, entries)
+        loaded = LocalIndex.load(folder / "local.npz", fp) if self.local else None
+        self.local_index = loaded or LocalIndex()
+        have = set(self.local_index.ids())
+        extra = sorted(have - set(wanted))
+        if extra:
+            self.local_index.remove(extra)
+        missing = [wanted[g] for g in wanted if g not in have] if self.local else []
+        for entry in missing:
+            self.local_index.add(entry.gallery_id, self.local.compute(entry.load(), gallery=True))
+            if progress:
+                progress(1)
+        return changed or loaded is None or bool(extra or missing)
+
+    def _load_clip(self, path: Path, fp: str, entries: list[GalleryEntry]) -> bool:
+        vectors = [(e.gallery_id, e.clip) for e in entries if e.clip is not None]
+        if not vectors or self.clip is None or not self.clip_ready():
+            self.clip_index = None
+            return False
+        index = DenseIndex(len(vectors[0][1]))
+        index.add(np.array([g for g, _ in vectors]), np.stack([v for _, v in vectors]))
+        self.clip_index = index
+        return not path.exists()

@@ -1,0 +1,1 @@
+"""Gallery indices: caches of the database with ``add/search/remove/save/load``."""

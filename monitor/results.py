@@ -1,0 +1,134 @@
+"""Typed results that flow from the stages to rules, store, CLI and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Box = tuple[int, int, int, int]
+"""``(x0, y0, x1, y1)`` in pixels of the *original* candidate image, x1/y1 exclusive."""
+
+Quad = tuple[tuple[float, float], ...]
+"""Four ``(x, y)`` corners of the gallery image projected onto the candidate (pixels)."""
+
+
+class Verdict(StrEnum):
+    """Outcome for one candidate, most severe first."""
+
+    VIOLATION = "violation"
+    REVIEW = "review"
+    ALLOWED = "allowed"
+    CLEAN = "clean"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One stage's evidence that a candidate matches one gallery image.
+
+    Attributes:
+        stage: ``"hash"``, ``"clip"`` or ``"local"``.
+        gallery_id: primary key of the protected image.
+        score: calibrated match confidence in [0, 1] (see each stage's docstring).
+        distance: Hamming distance in bits of 64 (hash stage), else None.
+        cosine: cosine similarity in [-1, 1] (clip stage), else None.
+        inliers: RANSAC homography inliers (local stage), else None.
+        region: matched area on the candidate (local stage), else None.
+        quad: projected gallery corners on the candidate (local stage), else None.
+        mirrored: the match was found against the mirrored gallery image.
+    """
+
+    stage: str
+    gallery_id: int
+    score: float
+    distance: int | None = None
+    cosine: float | None = None
+    inliers: int | None = None
+    region: Box | None = None
+    quad: Quad | None = None
+    mirrored: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    """A candidate × gallery image pair with every stage's evidence merged.
+
+    ``stage`` and ``score`` come from the strongest hit; ``hits`` keeps all of them.
+    """
+
+    gallery_id: int
+    stage: str
+    score: float
+    hits: tuple[Hit, ...]
+
+    def evidence(self, stage: str) -> Hit | None:
+        """The hit from ``stage``, if that stage matched this pair."""
+        return next((h for h in self.hits if h.stage == stage), None)
+
+    @property
+    def distance(self) -> int | None:
+        """Hamming distance (bits) from the hash stage, if any."""
+        h = self.evidence("hash")
+        return h.distance if h else None
+
+    @property
+    def cosine(self) -> float | None:
+        """Cosine similarity from the clip stage, if any."""
+        h = self.evidence("clip")
+        return h.cosine if h else None
+
+    @property
+    def inliers(self) -> int | None:
+        """RANSAC inliers from the local stage, if any."""
+        h = self.evidence("local")
+        return h.inliers if h else None
+
+    @property
+    def region(self) -> Box | None:
+        """Matched region on the candidate from the local stage, if any."""
+        h = self.evidence("local")
+        return h.region if h else None
+
+    @property
+    def quad(self) -> Quad | None:
+        """Projected gallery quadrilateral on the candidate, if any."""
+        h = self.evidence("local")
+        return h.quad if h else None
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """Whether a stage can run; ``reason`` and ``fix`` explain when it cannot."""
+
+    name: str
+    enabled: bool
+    available: bool
+    reason: str = ""
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """The verdict the rules gave one match, and which rule gave it."""
+
+    match: Match
+    verdict: Verdict
+    rule: str
+    severity: str
+
+
+@dataclass
+class CheckResult:
+    """Everything known about one checked candidate.
+
+    ``outcomes`` holds the ruled matches, most severe first; ``error`` is set
+    (and ``verdict`` is ERROR) when the candidate could not be checked.
+    """
+
+    source: str
+    sha256: str | None
+    verdict: Verdict
+    outcomes: list[RuleOutcome] = field(default_factory=list)
+    error: str | None = None
+    error_code: str | None = None
+    candidate_id: int | None = None

@@ -1,0 +1,131 @@
+"""Threshold rules from ``rules/*.toml``: which matches are violations, which go to review.
+
+A rule file holds one or more ``[[rule]]`` tables::
+
+    [[rule]]
+    name = "copy"
+    collections = ["*"]          # collection names in scope; "*" = every collection
+    verdict = "violation"        # or "review"
+    severity = "high"            # free text shown in reports: high, medium, low ...
+    hash_max_distance = 6        # pHash Hamming distance, bits of 64 (omit: stage ignored)
+    local_min_inliers = 16       # RANSAC inliers
+    clip_min_cosine = 0.95       # cosine similarity
+    allow_domains = ["partner.example"]   # hosts (and their subdomains) that hold a licence
+    allow_urls = ["*/press-kit/*"]        # fnmatch patterns on the candidate URL or path
+
+A match satisfies a rule when *any* configured stage threshold is met. Rules are
+tried violation-first, then in file order; the first satisfied rule decides.
+A candidate whose URL or path is allow-listed by a satisfied rule is ``allowed``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from monitor.errors import RuleError
+from monitor.results import Match, RuleOutcome, Verdict
+
+
+class Rule(BaseModel):
+    """One validated rule (see the module docstring for the file format)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    collections: list[str] = Field(default_factory=lambda: ["*"])
+    verdict: Literal["violation", "review"] = "violation"
+    severity: str = "high"
+    hash_max_distance: int | None = Field(None, ge=0, le=64)
+    local_min_inliers: int | None = Field(None, ge=4)
+    clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
+    allow_domains: list[str] = Field(default_factory=list)
+    allow_urls: list[str] = Field(default_factory=list)
+    source: str = ""
+
+    def in_scope(self, collection: str) -> bool:
+        """True when ``collection`` is covered by this rule."""
+        return "*" in self.collections or collection in self.collections
+
+    def satisfied_by(self, match: Match) -> bool:
+        """True when any configured stage threshold is met by ``match``'s evidence."""
+        d, c, n = match.distance, match.cosine, match.inliers
+        return bool(
+            (self.hash_max_distance is not None and d is not None and d <= self.hash_max_distance)
+            or (self.local_min_inliers is not None and n is not None
+                and n >= self.local_min_inliers)
+            or (self.clip_min_cosine is not None and c is not None and c >= self.clip_min_cosine)
+        )
+
+    def allows(self, location: str) -> bool:
+        """True when ``location`` (URL or path) is on this rule's allow-list."""
+        host = (urlsplit(location).hostname or "").lower()
+        if any(host == d.lower() or host.endswith("." + d.lower()) for d in self.allow_domains):
+            return True
+        return any(fnmatch.fnmatch(location, pat) for pat in self.allow_urls)
+
+
+class _RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rule: list[Rule]
+
+
+def load_rules(folder: Path) -> list[Rule]:
+    """Every rule in ``folder/*.toml``, sorted violation-first, then by file and order.
+
+    Raises:
+        RuleError: a file is not TOML, or a key is unknown or has a bad value;
+            the message names the file and the key (e.g. ``rule[0].verdict``).
+    """
+    rules: list[Rule] = []
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            parsed = _RuleFile.model_validate(data)
+        except tomllib.TOMLDecodeError as exc:
+            raise RuleError(f"{path}: not valid TOML: {exc}") from exc
+        except ValidationError as exc:
+            where = "; ".join(f"{'.'.join(_loc(e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise RuleError(f"{path}: {where}") from exc
+        rules += [r.model_copy(update={"source": path.name}) for r in parsed.rule]
+    return sorted(rules, key=lambda r: r.verdict != "violation")
+
+
+def _loc(loc: tuple) -> list[str]:
+    out: list[str] = []
+    for part in loc:
+        if isinstance(part, int) and out:
+            out[-1] += f"[{part}]"
+        else:
+            out.append(str(part))
+    return out
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Rules applied to one candidate's matches."""
+
+    rules: list[Rule]
+
+    def judge(self, match: Match, collection: str, location: str) -> RuleOutcome | None:
+        """The first rule in scope that ``match`` satisfies, as an outcome; else None."""
+        for rule in self.rules:
+            if rule.in_scope(collection) and rule.satisfied_by(match):
+                verdict = Verdict.ALLOWED if rule.allows(location) else Verdict(rule.verdict)
+                return RuleOutcome(match, verdict, rule.name, rule.severity)
+        return None
+
+
+SEVERITY_ORDER = (Verdict.VIOLATION, Verdict.REVIEW, Verdict.ALLOWED, Verdict.CLEAN)
+
+
+def overall(outcomes: list[RuleOutcome]) -> Verdict:
+    """The most severe verdict among ``outcomes`` (CLEAN when empty)."""
+    verdicts = {o.verdict for o in outcomes}
+    return next((v for v in SEVERITY_ORDER if v in verdicts), Verdict.CLEAN)

@@ -1,0 +1,127 @@
+"""Database schema (SQLModel). The database is the source of truth; indices are caches.
+
+Schema changes go through Alembic migrations in ``monitor/migrations/versions``;
+:data:`SCHEMA_REVISION` names the head this code expects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_REVISION = "0001"
+"""Alembic head revision this code was written against."""
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (SQLModel's ``UTCDateTime`` refuses naive values)."""
+    return datetime.now(UTC)
+
+
+class Collection(SQLModel, table=True):
+    """A named set of protected images (a portfolio, a SKU catalogue)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ProtectedImage(SQLModel, table=True):
+    """A gallery (reference) image with its stored signals.
+
+    ``phash`` holds the 8 dihedral 64-bit pHashes as 128 hex characters;
+    ``clip_vector`` a float32 embedding (bytes) tagged by ``clip_model``.
+    ``stored_path`` is the content-addressed copy under the data folder, from
+    which every other signal can be rebuilt.
+    """
+
+    __table_args__ = (UniqueConstraint("collection_id", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    collection_id: int = Field(foreign_key="collection.id", index=True)
+    path: str
+    stored_path: str
+    sha256: str = Field(index=True)
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    meta_json: str = "{}"
+    phash: str
+    clip_vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    clip_model: str | None = None
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class Scan(SQLModel, table=True):
+    """One run over a source (folder, URL list, CLI check)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    kind: str = "folder"
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    status: str = "running"
+    checked: int = 0
+    violations: int = 0
+    errors: int = 0
+    stages_note: str = ""
+
+
+class Candidate(SQLModel, table=True):
+    """One image seen somewhere. Written as ``pending`` before it is processed."""
+
+    __table_args__ = (UniqueConstraint("source", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scan_id: int | None = Field(default=None, foreign_key="scan.id", index=True)
+    source: str = Field(index=True)
+    page_url: str | None = None
+    sha256: str | None = Field(default=None, index=True)
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    evidence_path: str | None = None
+    status: str = Field(default="pending", index=True)
+    verdict: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    checked_at: datetime | None = None
+
+
+class MatchRow(SQLModel, table=True):
+    """Candidate × protected image with every stage's evidence."""
+
+    __tablename__ = "match"
+    __table_args__ = (UniqueConstraint("candidate_id", "protected_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    candidate_id: int = Field(foreign_key="candidate.id", index=True)
+    protected_id: int = Field(foreign_key="protectedimage.id", index=True)
+    stage: str
+    score: float
+    distance: int | None = None
+    cosine: float | None = None
+    inliers: int | None = None
+    region_json: str | None = None
+    quad_json: str | None = None
+    mirrored: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Violation(SQLModel, table=True):
+    """A match the rules flagged, with its review state."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    match_id: int = Field(foreign_key="match.id", unique=True)
+    candidate_id: int = Field(foreign_key="candidate.id", index=True)
+    protected_id: int = Field(foreign_key="protectedimage.id", index=True)
+    verdict: str
+    rule: str
+    severity: str
+    status: str = Field(default="open", index=True)
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

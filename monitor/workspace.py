@@ -1,0 +1,121 @@
+"""A deployment opened for work: settings, database, rules, engine and folders.
+
+The first use of any command in an empty folder creates the embedded defaults
+there (``data/monitor.db``, ``data/indices``, ``reports/``); nothing else is
+needed to run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from sqlmodel import Session, select
+
+from monitor.config import Settings
+from monitor.decode import DecodedImage, DecodeLimits, decode_file
+from monitor.engine import Engine, GalleryEntry
+from monitor.rules import RuleSet, load_rules
+from monitor.store.db import open_engine
+from monitor.store.models import Collection, ProtectedImage
+
+DEFAULT_RULES = Path(__file__).resolve().parent / "defaults" / "rules.toml"
+
+
+class Workspace:
+    """Everything a command needs, opened lazily from :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.db = open_engine(settings.database_url)
+        self.limits = DecodeLimits(settings.decode.max_bytes, settings.decode.max_pixels,
+                                   settings.decode.work_side)
+        settings.path(settings.report.dir).mkdir(parents=True, exist_ok=True)
+        self._engine: Engine | None = None
+
+    # -- folders -------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        """Cached gallery indices (rebuilt from the database when missing or stale)."""
+        return self.data_dir / "indices"
+
+    @property
+    def gallery_dir(self) -> Path:
+        """Content-addressed copies of protected images."""
+        return self.data_dir / "gallery"
+
+    @property
+    def evidence_dir(self) -> Path:
+        """Archived bytes of flagged candidates (chain of custody)."""
+        return self.data_dir / "evidence"
+
+    @property
+    def report_dir(self) -> Path:
+        """Where HTML reports go."""
+        return self.settings.path(self.settings.report.dir)
+
+    def session(self) -> Session:
+        """A new database session (use as a context manager)."""
+        return Session(self.db, expire_on_commit=False)
+
+    # -- rules -----------------------------------------------------------------
+    @cached_property
+    def rules(self) -> RuleSet:
+        """Rules from ``rules/*.toml``; the packaged default when the folder has none.
+
+        Raises:
+            RuleError: a rule file is invalid (names file and key).
+        """
+        folder = self.settings.path(self.settings.rules.dir)
+        rules = load_rules(folder)
+        return RuleSet(rules or load_rules(DEFAULT_RULES.parent))
+
+    # -- engine ----------------------------------------------------------------
+    def engine(self, progress: Callable[[int], None] | None = None) -> Engine:
+        """The engine with indices reconciled against the database (loaded once)."""
+        if self._engine is None:
+            engine = Engine(self.settings)
+            entries = self.gallery_entries(engine)
+            if engine.load(self.index_dir, entries, progress):
+                engine.save(self.index_dir)
+            self._engine = engine
+        return self._engine
+
+    def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
+        """One :class:`GalleryEntry` per protected image, CLIP vectors of the current model only."""
+        model = engine.clip.fingerprint if engine.clip else None
+        with self.session() as s:
+            rows = s.exec(select(ProtectedImage).order_by(ProtectedImage.id)).all()
+        return [self._entry(r, model) for r in rows]
+
+    def _entry(self, row: ProtectedImage, model: str | None) -> GalleryEntry:
+        clip = None
+        if row.clip_vector is not None and row.clip_model == model:
+            clip = np.frombuffer(row.clip_vector, np.float32).copy()
+        path = self.data_dir / row.stored_path
+        return GalleryEntry(row.id, np.frombuffer(bytes.fromhex(row.phash), np.uint8).reshape(8, 8),
+                            clip, lambda p=path: self.load_stored(p))
+
+    def load_stored(self, path: Path) -> DecodedImage:
+        """Decode a stored gallery copy with the workspace limits."""
+        return decode_file(path, self.limits)
+
+    # -- look-ups --------------------------------------------------------------
+    def collection(self, session: Session, name: str, create: bool = False) -> Collection | None:
+        """The collection called ``name`` (created when ``create``)."""
+        row = session.exec(select(Collection).where(Collection.name == name)).first()
+        if row is None and create:
+            row = Collection(name=name)
+            session.add(row)
+            session.flush()
+        return row
+
+    def gallery_info(self) -> dict[int, tuple[str, str, dict]]:
+        """``{gallery_id: (path, collection name, metadata)}`` for every protected image."""
+        with self.session() as s:
+            rows = s.exec(select(ProtectedImage, Collection).join(Collection)).all()
+        return {p.id: (p.path, c.name, json.loads(p.meta_json)) for p, c in rows}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on real images with the embedded defaults (SQLite and files under
+# demo/data): set up, register a gallery, check edited copies mixed with
+# unrelated images, print the summary and write an HTML report to demo/reports/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}  # no hub here; CLIP reports itself unavailable
+corpus=""
+if [ -x ../shared/corpus/build.sh ] && [ "$(id -u)" = 0 ]; then
+  PATH="$PWD/.venv/bin:$PATH" ../shared/corpus/build.sh /tmp/monitor-corpus >/dev/null 2>&1 \
+    && corpus="--corpus /tmp/monitor-corpus" || echo "corpus build skipped; using scikit-image photos only"
+fi
+rm -rf demo && .venv/bin/python scripts/make_demo.py demo $corpus
+cd demo
+../.venv/bin/monitor init
+../.venv/bin/monitor gallery add gallery --collection portfolio --meta owner=demo
+../.venv/bin/monitor scan candidates

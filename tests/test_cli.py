@@ -1,0 +1,133 @@
+"""End to end through the CLI on real photos: init, gallery, check --format jsonl, report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+from sqlmodel import Session, create_engine, select
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.store.models import Candidate, Scan, Violation
+
+MATCH_KEYS = {"gallery_id", "gallery_path", "collection", "stage", "score", "distance", "cosine",
+              "inliers", "region", "verdict", "rule"}
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (args, result.output, result.exception)
+    return result
+
+
+@pytest.fixture
+def scene(deploy: Path, photos, others) -> dict[str, tuple[str, tuple[int, int, int, int] | None]]:
+    """Gallery files plus candidates; maps candidate name → (gallery name, region of the copy)."""
+    g, c = deploy / "gallery", deploy / "candidates"
+    g.mkdir()
+    c.mkdir()
+    for name, im in photos.items():
+        im.save(g / f"{name}.png")
+    astro, coffee, rocket = photos["astronaut"], photos["coffee"], photos["rocket"]
+    astro.crop((100, 60, 420, 400)).save(c / "crop.jpg", quality=75)
+    ImageOps.expand(coffee, border=(150, 90, 150, 90), fill=(20, 200, 40)).save(c / "pad.jpg")
+    rocket.transpose(Image.Transpose.FLIP_LEFT_RIGHT).rotate(
+        23, expand=True, fillcolor=(255, 255, 255)).save(c / "turned.jpg", quality=80)
+    for name, im in list(others.items())[:4]:
+        im.save(c / f"other-{name}.jpg")
+    (c / "empty.jpg").write_bytes(b"")
+    (c / "page.jpg").write_bytes(b"<!doctype html><html>hello</html>")
+    data = (g / "coffee.png").read_bytes()
+    (c / "truncated.png").write_bytes(data[: len(data) // 3])
+    return {"crop.jpg": ("astronaut", None), "pad.jpg": ("coffee", (150, 90, 750, 490)),
+            "turned.jpg": ("rocket", None)}
+
+
+def test_main_job_end_to_end(deploy: Path, scene) -> None:
+    run("init")
+    assert (deploy / "config.toml").exists() and (deploy / "rules" / "default.toml").exists()
+    out = run("gallery", "add", "gallery", "--collection", "portfolio", "--meta", "owner=me")
+    assert "6 added" in out.output
+    assert "0 added, 6 already present" in run("gallery", "add", "gallery",
+                                               "--collection", "portfolio").output
+
+    lines = [json.loads(x) for x in run("check", "candidates", "--format", "jsonl")
+             .stdout.splitlines() if x.startswith("{")]
+    by_name = {Path(x["path"]).name: x for x in lines}
+    assert len(lines) == 10
+    for x in lines:
+        assert set(x) == {"path", "sha256", "verdict", "matches", "error"}
+        for m in x["matches"]:
+            assert set(m) == MATCH_KEYS and 0.0 <= m["score"] <= 1.0
+    for name, (gallery, box) in scene.items():
+        rec = by_name[name]
+        assert rec["verdict"] == "violation", rec
+        top = rec["matches"][0]
+        assert Path(top["gallery_path"]).stem == gallery and top["collection"] == "portfolio"
+        assert top["inliers"] and top["inliers"] >= 16 and len(top["region"]) == 4
+        if box:  # the region found is where the copy sits, borders excluded
+            assert all(abs(a - b) <= 12 for a, b in zip(top["region"], box, strict=True)), top
+    for name in ("other-camera.jpg", "other-coins.jpg", "other-moon.jpg", "other-page.jpg"):
+        assert by_name[name]["verdict"] == "clean" and by_name[name]["matches"] == []
+    assert re.search("0 bytes", by_name["empty.jpg"]["error"])
+    assert "HTML" in by_name["page.jpg"]["error"]
+    assert "truncated" in by_name["truncated.png"]["error"]
+
+    db = create_engine(f"sqlite:///{deploy / 'data' / 'monitor.db'}")
+    with Session(db) as s:
+        errors = {Path(c.source).name: c.error_code for c in
+                  s.exec(select(Candidate).where(Candidate.status == "error")).all()}
+        assert errors == {"empty.jpg": "empty", "page.jpg": "unsupported_format",
+                          "truncated.png": "corrupt"}
+        assert len(s.exec(select(Violation)).all()) == 3
+    run("check", "candidates", "--format", "jsonl")  # idempotent: no duplicate rows
+    with Session(db) as s:
+        assert len(s.exec(select(Violation)).all()) == 3
+        assert len(s.exec(select(Candidate)).all()) == 10
+
+    html_path = Path(run("report").stdout.strip().splitlines()[-1])
+    html = html_path.read_text()
+    assert html_path.parent == deploy / "reports"
+    assert len(re.findall(r'src="data:image/[a-z]+;base64,', html)) >= 6
+    assert by_name["pad.jpg"]["sha256"] in html
+
+
+def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
+    photos["astronaut"].resize((256, 256)).save(deploy / "gallery" / "astronaut-small.jpg")
+    run("gallery", "add", "gallery", "--collection", "portfolio")
+    doctor = run("doctor").output
+    assert re.search(r"stage clip\s+.*unavailable", doctor) and "stage local" in doctor
+    bad = run("search", "--text", "a red rocket", code=2)
+    assert "clip" in bad.output and "unavailable" in bad.output
+    dupes = run("dupes", "portfolio").stdout
+    assert "astronaut.png" in dupes and "astronaut-small.jpg" in dupes
+    listed = run("gallery", "list").stdout
+    gid = re.search(r"(\d+)\s+│\s*portfolio\s*│\s*\w+\s*│\s*256x256", listed).group(1)
+    run("gallery", "remove", gid)
+    assert "256x256" not in run("gallery", "list").stdout
+    run("gallery", "remove", "99999", code=2)
+
+    out = run("scan", "candidates")
+    assert "report:" in out.output
+    db = create_engine(f"sqlite:///{deploy / 'data' / 'monitor.db'}")
+    with Session(db) as s:
+        scan = s.exec(select(Scan)).one()
+        assert (scan.status, scan.checked, scan.errors, scan.violations) == ("finished", 7, 3, 3)
+        assert "clip unavailable" in scan.stages_note
+
+
+def test_required_clip_is_fatal(deploy: Path, scene) -> None:
+    (deploy / "config.toml").write_text("[clip]\nrequired = true\n")
+    out = run("check", "candidates/crop.jpg", code=2)
+    assert "stage_unavailable" in out.output
+
+
+def test_bad_config_is_a_clear_error(deploy: Path) -> None:
+    (deploy / "config.toml").write_text("[hash]\nmax_distance = 'x'\n")
+    out = run("gallery", "list", code=2)
+    assert "hash.max_distance" in out.output

@@ -1,0 +1,59 @@
+"""Settings: defaults, TOML, environment precedence and clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Settings, default_toml, load_settings
+from monitor.errors import ConfigError
+
+
+def test_defaults_without_file(deploy: Path) -> None:
+    s = load_settings()
+    assert s.root == deploy and s.hash.max_distance == 12
+    assert s.database_url == f"sqlite:///{deploy / 'data' / 'monitor.db'}"
+
+
+def test_toml_then_env_precedence(deploy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (deploy / "config.toml").write_text("[hash]\nmax_distance = 5\n[clip]\nrequired = true\n")
+    assert load_settings().hash.max_distance == 5
+    monkeypatch.setenv("MONITOR_HASH__MAX_DISTANCE", "9")
+    s = load_settings()
+    assert s.hash.max_distance == 9 and s.clip.required is True
+
+
+def test_settings_are_frozen(deploy: Path) -> None:
+    s = load_settings()
+    with pytest.raises(Exception, match="frozen"):
+        s.hash.max_distance = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_file_and_key(deploy: Path) -> None:
+    (deploy / "config.toml").write_text("[local]\nmin_inlier = 3\n")
+    with pytest.raises(ConfigError, match=r"config\.toml: local\.min_inlier"):
+        load_settings()
+
+
+def test_bad_value_and_bad_toml(deploy: Path) -> None:
+    (deploy / "config.toml").write_text('[decode]\nmax_bytes = "lots"\n')
+    with pytest.raises(ConfigError, match="decode.max_bytes"):
+        load_settings()
+    (deploy / "config.toml").write_text("[decode\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings()
+
+
+def test_default_toml_documents_every_key_and_round_trips(deploy: Path) -> None:
+    text = default_toml()
+    parsed = tomllib.loads(text)
+    for name, field in Settings.model_fields.items():
+        if name == "root":
+            continue
+        assert set(parsed[name]) == set(type(field.default).model_fields), name
+    (deploy / "config.toml").write_text(text)
+    assert load_settings().model_dump(exclude={"root"}) == Settings().model_dump(exclude={"root"})
+    assert text.count("\n# ") >= sum(len(type(f.default).model_fields)
+                                     for n, f in Settings.model_fields.items() if n != "root")

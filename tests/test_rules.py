@@ -1,0 +1,68 @@
+"""Rules: validation errors name file and key; thresholds and allow-lists decide verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import RuleError
+from monitor.results import Hit, Match, Verdict
+from monitor.rules import RuleSet, load_rules, overall
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "monitor" / "defaults"
+
+
+def _match(**evidence) -> Match:
+    hits = []
+    if "distance" in evidence:
+        hits.append(Hit("hash", 1, 0.9, distance=evidence["distance"]))
+    if "inliers" in evidence:
+        hits.append(Hit("local", 1, 0.9, inliers=evidence["inliers"]))
+    if "cosine" in evidence:
+        hits.append(Hit("clip", 1, 0.9, cosine=evidence["cosine"]))
+    return Match(1, hits[0].stage, 0.9, tuple(hits))
+
+
+def test_default_rules_load_violation_first() -> None:
+    rules = load_rules(DEFAULTS)
+    assert [r.verdict for r in rules][0] == "violation" and len(rules) >= 2
+
+
+def test_thresholds_decide(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nhash_max_distance=6\nlocal_min_inliers=20\n'
+        '[[rule]]\nname="maybe"\nverdict="review"\nclip_min_cosine=0.9\ncollections=["shop"]\n')
+    rs = RuleSet(load_rules(tmp_path))
+    assert rs.judge(_match(distance=6), "art", "x.jpg").verdict == Verdict.VIOLATION
+    assert rs.judge(_match(distance=7), "art", "x.jpg") is None
+    assert rs.judge(_match(inliers=19, distance=30), "art", "x.jpg") is None
+    assert rs.judge(_match(inliers=20), "art", "x.jpg").rule == "copy"
+    assert rs.judge(_match(cosine=0.95), "art", "x.jpg") is None  # out of scope
+    assert rs.judge(_match(cosine=0.95), "shop", "x.jpg").verdict == Verdict.REVIEW
+
+
+def test_allow_list(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nhash_max_distance=6\nallow_domains=["partner.example"]\n'
+        'allow_urls=["*/press-kit/*"]\n')
+    rs = RuleSet(load_rules(tmp_path))
+    m = _match(distance=0)
+    assert rs.judge(m, "a", "https://cdn.partner.example/a.jpg").verdict == Verdict.ALLOWED
+    assert rs.judge(m, "a", "https://evil.example/press-kit/a.jpg").verdict == Verdict.ALLOWED
+    assert rs.judge(m, "a", "https://notpartner.example/a.jpg").verdict == Verdict.VIOLATION
+    outcomes = [rs.judge(m, "a", "https://cdn.partner.example/a.jpg")]
+    assert overall(outcomes) == Verdict.ALLOWED and overall([]) == Verdict.CLEAN
+
+
+@pytest.mark.parametrize("text, where", [
+    ('[[rule]]\nname="x"\nverdict="maybe"\n', r"bad\.toml: rule\[0\]\.verdict"),
+    ('[[rule]]\nname="x"\nhash_max_distnce=3\n', r"rule\[0\]\.hash_max_distnce"),
+    ('[[rule]]\nverdict="review"\n', r"rule\[0\]\.name"),
+    ('[[rule]\nname="x"', "not valid TOML"),
+    ('[[rule]]\nname="x"\nhash_max_distance=99\n', r"rule\[0\]\.hash_max_distance"),
+])
+def test_invalid_rule_files(tmp_path: Path, text: str, where: str) -> None:
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RuleError, match=where):
+        load_rules(tmp_path)
