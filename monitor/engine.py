@@ -149,27 +149,29 @@ class Engine:
         return f"v1|{local}|{clip}"
 
     def save(self, folder: Path) -> None:
-        """Save the indices under ``folder`` atomically."""
-        fp = self.fingerprint()
-        self.hash_index.save(folder / "hash.npz", fp)
-        self.local_index.save(folder / "local.npz", fp)
-        if self.clip_index is not None:
-            self.clip_index.save(folder / "clip.npz", fp)
+        """Save the local-feature index under ``folder`` atomically.
+
+        Hash codes and CLIP vectors live in the database and are re-indexed in
+        milliseconds on load; only gallery keypoints are costly to recompute.
+        """
+        if self.local is not None:
+            self.local_index.save(folder / "local.npz", self.fingerprint())
 
     def load(self, folder: Path, entries: list[GalleryEntry],
              progress: Callable[[int], None] | None = None) -> bool:
-        """Load saved indices and reconcile them with ``entries`` (the database).
+        """Build indices from ``entries`` (the database), reusing saved local features.
 
-        Images missing from a saved index are added, extra ones removed; a
-        missing or stale file (other settings) is rebuilt. Returns True when
-        anything had to change, so the caller can save.
+        Hash and CLIP indices come straight from the entries. The saved local
+        index is reconciled: images missing from it are extracted and added,
+        extra ones removed; a missing or stale file (other settings) is rebuilt.
+        Returns True when the local index changed, so the caller can save.
         """
         fp, wanted = self.fingerprint(), {e.gallery_id: e for e in entries}
         self.hash_index = BinaryIndex(8)
         self.hash_index.add(np.repeat([e.gallery_id for e in entries], 8).astype(np.int64),
                             np.concatenate([e.phash for e in entries]) if entries
                             else np.zeros((0, 8), np.uint8))
-        changed = self._load_clip(folder / "clip.npz", fp, entries)
+        self._load_clip(entries)
         loaded = LocalIndex.load(folder / "local.npz", fp) if self.local else None
         self.local_index = loaded or LocalIndex()
         have = set(self.local_index.ids())
@@ -181,14 +183,13 @@ class Engine:
             self.local_index.add(entry.gallery_id, self.local.compute(entry.load(), gallery=True))
             if progress:
                 progress(1)
-        return changed or loaded is None or bool(extra or missing)
+        return self.local is not None and (loaded is None or bool(extra or missing))
 
-    def _load_clip(self, path: Path, fp: str, entries: list[GalleryEntry]) -> bool:
+    def _load_clip(self, entries: list[GalleryEntry]) -> None:
         vectors = [(e.gallery_id, e.clip) for e in entries if e.clip is not None]
         if not vectors or self.clip is None or not self.clip_ready():
             self.clip_index = None
-            return False
+            return
         index = DenseIndex(len(vectors[0][1]))
         index.add(np.array([g for g, _ in vectors]), np.stack([v for _, v in vectors]))
         self.clip_index = index
-        return not path.exists()

@@ -79,11 +79,27 @@ class Workspace:
         """The engine with indices reconciled against the database (loaded once)."""
         if self._engine is None:
             engine = Engine(self.settings)
-            entries = self.gallery_entries(engine)
+            entries = self._backfill_clip(engine, self.gallery_entries(engine))
             if engine.load(self.index_dir, entries, progress):
                 engine.save(self.index_dir)
             self._engine = engine
         return self._engine
+
+    def _backfill_clip(self, engine: Engine, entries: list[GalleryEntry]) -> list[GalleryEntry]:
+        """Embed gallery images that lack a vector of the current CLIP model (batched)."""
+        missing = [e for e in entries if e.clip is None]
+        if not missing or not engine.clip_ready():
+            return entries
+        for start in range(0, len(missing), 32):
+            batch = missing[start:start + 32]
+            vectors = engine.embed([e.load() for e in batch])
+            with self.session() as s:
+                for e, v in zip(batch, vectors, strict=True):
+                    row = s.get(ProtectedImage, e.gallery_id)
+                    row.clip_vector, row.clip_model = v.tobytes(), engine.clip.fingerprint
+                    s.add(row)
+                s.commit()
+        return self.gallery_entries(engine)
 
     def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
         """One :class:`GalleryEntry` per protected image, CLIP vectors of the current model only."""

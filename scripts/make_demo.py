@@ -30,6 +30,12 @@ UNRELATED_SKIMAGE = ("camera", "coins", "moon", "page", "text", "horse", "clock"
                      "grass", "gravel", "cell")
 
 
+def flatten(im: Image.Image) -> Image.Image:
+    """RGB with any transparency composited onto white (as monitor's decoder does)."""
+    im = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("RGB")
+
+
 def skimage_images(names: tuple[str, ...]) -> dict[str, Image.Image]:
     """Named RGB images from ``skimage.data`` (bundled in the wheel; no download)."""
     import skimage.data
@@ -38,7 +44,7 @@ def skimage_images(names: tuple[str, ...]) -> dict[str, Image.Image]:
     for name in names:
         arr = getattr(skimage.data, name)()
         im = Image.fromarray(arr.astype(np.uint8))
-        out[name] = im.convert("RGBA").convert("RGB") if im.mode != "RGB" else im
+        out[name] = flatten(im)
     return out
 
 
@@ -68,12 +74,11 @@ def main() -> None:
     unrelated = {f"{n}.png": im for n, im in skimage_images(UNRELATED_SKIMAGE).items()}
     if args.corpus and (args.corpus / "images").is_dir():
         g, u = corpus_images(args.corpus, args.per_source, rng)
-        gallery |= {f"{p.parent.name}-{p.stem[:40]}.png": Image.open(p) for p in g}
-        unrelated |= {f"{p.parent.name}-{p.stem[:40]}.png": Image.open(p) for p in u}
+        gallery |= {f"{p.parent.name}-{p.stem[:40]}.png": flatten(Image.open(p)) for p in g}
+        unrelated |= {f"{p.parent.name}-{p.stem[:40]}.png": flatten(Image.open(p)) for p in u}
     truth = []
-    families = [f for f in FAMILIES]
+    families = list(FAMILIES)
     for k, (name, im) in enumerate(sorted(gallery.items())):
-        im = im.convert("RGB")
         im.save(gdir / name)
         for j in range(2 if k % 2 == 0 else 1):
             family = families[(k + j * 3) % len(families)]
@@ -82,7 +87,7 @@ def main() -> None:
             edited.convert("RGB").save(target, quality=85)
             truth.append((target.name, name, family))
     for k, (name, im) in enumerate(sorted(unrelated.items())):
-        im.convert("RGB").save(cdir / f"other-{k:03d}.jpg", quality=90)
+        im.save(cdir / f"other-{k:03d}.jpg", quality=90)
         truth.append((f"other-{k:03d}.jpg", "", "unrelated"))
     with open(args.out / "truth.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([("candidate", "gallery", "family"), *truth])
