@@ -52,13 +52,16 @@ def results_table(ws: Workspace, results: list[CheckResult], only_flagged: bool 
     """A table of candidates with verdict, best match and its evidence."""
     info = ws.gallery_info()
     table = Table("candidate", "verdict", "gallery image", "stage", "score", "evidence")
+    for col in table.columns:
+        col.overflow = "fold"
     for r in results:
         if only_flagged and r.verdict in (Verdict.CLEAN,):
             continue
         best = r.outcomes[0].match if r.outcomes else None
         evidence = r.error or (_evidence(best) if best else "")
-        table.add_row(r.source, f"[{COLOURS[r.verdict.value]}]{r.verdict.value}[/]",
-                      info.get(best.gallery_id, ("?",))[0] if best else "",
+        gallery = Path(info.get(best.gallery_id, ("?",))[0]).name if best else ""
+        table.add_row(Path(r.source).name if not r.source.startswith("http") else r.source,
+                      f"[{COLOURS[r.verdict.value]}]{r.verdict.value}[/]", gallery,
                       best.stage if best else "", f"{best.score:.2f}" if best else "", evidence)
     out.print(table)
     counts = {v.value: sum(r.verdict == v for r in results) for v in Verdict}

@@ -48,7 +48,8 @@ def skimage_images(names: tuple[str, ...]) -> dict[str, Image.Image]:
     return out
 
 
-def corpus_images(corpus: Path, per_source: int, rng: random.Random) -> tuple[list[Path], list[Path]]:
+def corpus_images(corpus: Path, per_source: int,
+                  rng: random.Random) -> tuple[list[Path], list[Path]]:
     """(gallery, unrelated) file lists drawn per source from a built corpus."""
     gallery, unrelated = [], []
     for source in sorted(p for p in (corpus / "images").iterdir() if p.is_dir()):
@@ -57,6 +58,20 @@ def corpus_images(corpus: Path, per_source: int, rng: random.Random) -> tuple[li
         gallery += files[:per_source]
         unrelated += files[per_source:per_source * 2]
     return gallery, unrelated
+
+
+def drop_near_copies(unrelated: dict[str, Image.Image], gallery: dict[str, Image.Image],
+                     max_bits: int = 12) -> dict[str, Image.Image]:
+    """Unrelated images minus those within ``max_bits`` (pHash) of a gallery image.
+
+    Debian ships some wallpapers at several resolutions under unrelated file
+    names; those are real copies, not distractors.
+    """
+    import imagehash
+
+    refs = [imagehash.phash(im) for im in gallery.values()]
+    return {n: im for n, im in unrelated.items()
+            if min(imagehash.phash(im) - r for r in refs) > max_bits}
 
 
 def main() -> None:
@@ -76,6 +91,7 @@ def main() -> None:
         g, u = corpus_images(args.corpus, args.per_source, rng)
         gallery |= {f"{p.parent.name}-{p.stem[:40]}.png": flatten(Image.open(p)) for p in g}
         unrelated |= {f"{p.parent.name}-{p.stem[:40]}.png": flatten(Image.open(p)) for p in u}
+    unrelated = drop_near_copies(unrelated, gallery)
     truth = []
     families = list(FAMILIES)
     for k, (name, im) in enumerate(sorted(gallery.items())):
@@ -86,7 +102,7 @@ def main() -> None:
             target = cdir / f"copy-{k:03d}-{family}.jpg"
             edited.convert("RGB").save(target, quality=85)
             truth.append((target.name, name, family))
-    for k, (name, im) in enumerate(sorted(unrelated.items())):
+    for k, (_, im) in enumerate(sorted(unrelated.items())):
         im.save(cdir / f"other-{k:03d}.jpg", quality=90)
         truth.append((f"other-{k:03d}.jpg", "", "unrelated"))
     with open(args.out / "truth.csv", "w", newline="") as fh:
