@@ -14,9 +14,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from monitor.config_daemon import (
+    AlertSettings,
+    FetchSettings,
+    ServerSettings,
+    SmtpSettings,
+    SourceSettings,
+)
 from monitor.errors import ConfigError
 
 
@@ -96,6 +103,8 @@ class ReportSettings(_Section):
     """HTML reports."""
 
     dir: str = Field("reports", description="Folder reports are written to.")
+    templates_dir: str = Field("", description="Folder whose templates override the built-in "
+                               "ones (same file names).")
     thumb_side: int = Field(480, description="Longest side (pixels) of inlined thumbnails.")
 
 
@@ -114,6 +123,12 @@ class Settings(BaseSettings):
     local: LocalSettings = LocalSettings()
     rules: RulesSettings = RulesSettings()
     report: ReportSettings = ReportSettings()
+    server: ServerSettings = ServerSettings()
+    fetch: FetchSettings = FetchSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    alerts: AlertSettings = AlertSettings()
+    sources: list[SourceSettings] = Field(default_factory=list,
+                                          description="Places to watch ([[sources]] tables).")
 
     @classmethod
     def settings_customise_sources(
@@ -128,6 +143,25 @@ class Settings(BaseSettings):
         """Resolve a configured path against the deployment root."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.root / p)
+
+    def secret(self, value: SecretStr, file: str) -> str:
+        """A secret from its ``SecretStr`` setting, or else from the file named by ``file``.
+
+        Raises:
+            ConfigError: ``file`` is set but cannot be read.
+        """
+        if value.get_secret_value():
+            return value.get_secret_value()
+        if not file:
+            return ""
+        try:
+            return self.path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {file}: {exc}") from exc
+
+    def source(self, name: str) -> SourceSettings | None:
+        """The ``[[sources]]`` entry called ``name``."""
+        return next((s for s in self.sources if s.name == name), None)
 
     @property
     def data_dir(self) -> Path:
@@ -170,6 +204,10 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return '""'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -182,11 +220,21 @@ def default_toml() -> str:
     lines = ["# monitor configuration. Every key is optional; shown with its default.",
              "# Environment variables override it: MONITOR_<SECTION>__<KEY>=value.", ""]
     for name, field in Settings.model_fields.items():
-        if name == "root":
+        if name in ("root", "sources"):
             continue
         section = field.default
         lines += [f"# {type(section).__doc__.strip()}", f"[{name}]"]
         for key, sub in type(section).model_fields.items():
             lines += [f"# {sub.description}", f"{key} = {_toml_value(getattr(section, key))}"]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _sources_example())
+
+
+def _sources_example() -> list[str]:
+    lines = ["# Places to watch: one [[sources]] table each (all commented out here).",
+             "# " + " ".join((SourceSettings.__doc__ or "").split())]
+    for key, sub in SourceSettings.model_fields.items():
+        lines.append(f"#   {key}: {sub.description}")
+    lines += ["# [[sources]]", '# name = "shop"', '# kind = "page"',
+              '# location = "https://shop.example/"', "# depth = 2", "# interval = 3600", ""]
+    return lines

@@ -50,10 +50,28 @@ def test_default_toml_documents_every_key_and_round_trips(deploy: Path) -> None:
     text = default_toml()
     parsed = tomllib.loads(text)
     for name, field in Settings.model_fields.items():
-        if name == "root":
+        if name in ("root", "sources"):
             continue
         assert set(parsed[name]) == set(type(field.default).model_fields), name
     (deploy / "config.toml").write_text(text)
     assert load_settings().model_dump(exclude={"root"}) == Settings().model_dump(exclude={"root"})
     assert text.count("\n# ") >= sum(len(type(f.default).model_fields)
-                                     for n, f in Settings.model_fields.items() if n != "root")
+                                     for n, f in Settings.model_fields.items()
+                                     if n not in ("root", "sources"))
+
+
+def test_sources_and_secret_file(deploy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (deploy / "smtp.pw").write_text("s3cret\n")
+    (deploy / "config.toml").write_text(
+        '[smtp]\npassword_file = "smtp.pw"\n'
+        '[[sources]]\nname = "shop"\nkind = "page"\nlocation = "https://shop.example/"\n')
+    s = load_settings()
+    assert s.source("shop").kind == "page" and s.source("nope") is None
+    assert s.secret(s.smtp.password, s.smtp.password_file) == "s3cret"
+    monkeypatch.setenv("MONITOR_SMTP__PASSWORD", "from-env")
+    s = load_settings()
+    assert s.secret(s.smtp.password, s.smtp.password_file) == "from-env"
+    assert "from-env" not in repr(s.smtp)
+    (deploy / "config.toml").write_text('[[sources]]\nname = "x"\nkind = "ftp"\n')
+    with pytest.raises(ConfigError, match=r"sources\.0\.kind"):
+        load_settings()

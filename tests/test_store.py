@@ -34,3 +34,25 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="9999"):
         open_engine(url)
+
+
+def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
+    from alembic import command
+
+    from monitor.store.db import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(_alembic_config(url), "0001")
+    con = sqlite3.connect(tmp_path / "old.db")
+    con.execute("insert into collection (name, created_at) values ('kept', '2026-01-01')")
+    con.commit()
+    con.close()
+    engine = open_engine(url)
+    names = {t for t in inspect(engine).get_table_names()}
+    assert {"job", "fetchcache", "violationevent", "alert"} <= names
+    cols = {c["name"] for c in inspect(engine).get_columns("candidate")}
+    assert {"http_status", "headers_json", "source_name"} <= cols
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("select name from collection")).scalar() == "kept"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """Alembic head revision this code was written against."""
 
 
@@ -87,6 +87,9 @@ class Candidate(SQLModel, table=True):
     verdict: str | None = None
     error_code: str | None = None
     error: str | None = None
+    http_status: int | None = None
+    headers_json: str | None = None
+    source_name: str | None = None
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
     checked_at: datetime | None = None
@@ -125,3 +128,75 @@ class Violation(SQLModel, table=True):
     note: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    """The durable queue: one unit of work for the daemon's workers.
+
+    ``kind`` is ``submission`` (HTTP), ``crawl`` (a URL found by a source) or
+    ``file`` (a folder source). Workers lease a job (``lease_until``); a job
+    whose lease ran out (a killed process) is taken again, so nothing is lost.
+    """
+
+    id: str = Field(primary_key=True)
+    kind: str
+    source: str = "api"
+    url: str | None = None
+    page_url: str | None = None
+    path: str | None = None
+    metadata_json: str = "{}"
+    sha256: str | None = Field(default=None, index=True)
+    idempotency_key: str | None = Field(default=None, unique=True)
+    status: str = Field(default="queued", index=True)
+    attempts: int = 0
+    not_before: datetime | None = None
+    lease_until: datetime | None = None
+    error: str | None = None
+    candidate_id: int | None = Field(default=None, foreign_key="candidate.id")
+    scan_id: int | None = Field(default=None, foreign_key="scan.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FetchCache(SQLModel, table=True):
+    """Validators of the last fetch of a URL, for conditional requests."""
+
+    url: str = Field(primary_key=True)
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str | None = None
+    status: int | None = None
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+
+class ViolationEvent(SQLModel, table=True):
+    """Audit trail of review-status changes: who, when, from, to, and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    violation_id: int = Field(foreign_key="violation.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    from_status: str
+    to_status: str
+    note: str = ""
+
+
+class Alert(SQLModel, table=True):
+    """One outgoing notification (immediate mail, digest or webhook) and its delivery state.
+
+    Unique on (kind, violation_id) so a violation is never alerted twice per channel.
+    """
+
+    __table_args__ = (UniqueConstraint("kind", "violation_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    violation_id: int | None = Field(default=None, foreign_key="violation.id")
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    status: str = Field(default="pending", index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+    recipients: str = ""
+    sent_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,94 @@
+"""Settings sections of the daemon: server, fetching, sources, SMTP and alerts.
+
+Pure pydantic models; :mod:`monitor.config` assembles and loads them. Secrets
+(``SecretStr``) come from the environment (``MONITOR_SMTP__PASSWORD``) or from
+a file named by the matching ``*_file`` key, never from a committed TOML.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    """`monitor serve`: HTTP API, scheduler and queue workers in one process."""
+
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, description="TCP port of the HTTP API.")
+    workers: int = Field(2, description="Queue worker threads checking candidates.")
+    queue_max: int = Field(10_000, description="Queued jobs above which submissions get 429.")
+    max_upload_bytes: int = Field(25_000_000, description="Largest accepted upload (bytes).")
+    require_signature: bool = Field(True, description="Refuse unsigned submissions (401).")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key for submissions; "
+                                      "set MONITOR_SERVER__WEBHOOK_SECRET.")
+    webhook_secret_file: str = Field("", description="File holding the HMAC key instead.")
+    signature_tolerance: int = Field(300, description="Replay window for signatures (seconds).")
+    base_url: str = Field("", description="Public URL of this server, for links in mail.")
+
+
+class FetchSettings(_Section):
+    """Fetching candidate images and crawling pages (httpx)."""
+
+    user_agent: str = Field("monitor/0.1 (image copy detection)",
+                            description="User-Agent sent and matched against robots.txt.")
+    timeout: float = Field(20.0, description="Total time allowed per request (seconds).")
+    connect_timeout: float = Field(5.0, description="TCP/TLS connect timeout (seconds).")
+    max_redirects: int = Field(5, description="Redirects followed per request.")
+    per_host_concurrency: int = Field(2, description="Simultaneous requests to one host.")
+    per_host_delay: float = Field(1.0, description="Minimum gap between requests to one host (s).")
+    retries: int = Field(3, description="Retries on 429/5xx and network errors.")
+    backoff: float = Field(1.0, description="First retry delay, doubled each time (seconds).")
+    backoff_max: float = Field(60.0, description="Longest retry delay (seconds).")
+    respect_robots: bool = Field(True, description="Honour robots.txt for our user agent.")
+    allow_private: bool = Field(False, description="Allow private/loopback addresses (tests).")
+
+
+class SourceSettings(_Section):
+    """One place to watch, declared as a ``[[sources]]`` table."""
+
+    name: str = Field(description="Unique name, used by `monitor scan NAME`.")
+    kind: Literal["folder", "urls", "page", "sitemap", "feed"] = Field(
+        description="folder, urls, page (HTML crawl), sitemap or feed (RSS/Atom).")
+    location: str = Field("", description="Folder path, page URL, sitemap URL or feed URL.")
+    urls: list[str] = Field(default_factory=list, description="Image or page URLs (kind urls).")
+    interval: int = Field(0, description="Run every N seconds (0: no interval schedule).")
+    cron: str = Field("", description="Cron expression (5 fields, UTC); empty: none.")
+    depth: int = Field(1, description="Link depth followed from `location` (kind page).")
+    max_pages: int = Field(50, description="Pages fetched per run at most (kind page).")
+    max_images: int = Field(1000, description="Images queued per run at most.")
+    collection: str = Field("", description="Only match this collection (empty: all).")
+    enabled: bool = Field(True, description="Schedule this source.")
+
+
+class SmtpSettings(_Section):
+    """Outgoing mail for alerts and digests."""
+
+    host: str = Field("", description="SMTP server; empty disables e-mail.")
+    port: int = Field(587, description="SMTP port (587 STARTTLS, 465 implicit TLS, 25 none).")
+    security: Literal["starttls", "tls", "none"] = Field("starttls", description="Transport.")
+    username: str = Field("", description="Login name; empty: no authentication.")
+    password: SecretStr = Field(SecretStr(""), description="Set MONITOR_SMTP__PASSWORD.")
+    password_file: str = Field("", description="File holding the SMTP password instead.")
+    sender: str = Field("monitor@localhost", description="From address.")
+    recipients: list[str] = Field(default_factory=list, description="To addresses.")
+    timeout: float = Field(30.0, description="SMTP connection timeout (seconds).")
+
+
+class AlertSettings(_Section):
+    """When to tell people about violations."""
+
+    immediate: bool = Field(True, description="Mail each new violation as it is found.")
+    digest_cron: str = Field("0 8 * * *", description="Digest schedule (cron, UTC); empty: off.")
+    digest_send_empty: bool = Field(False, description="Send a digest even with nothing new.")
+    retries: int = Field(5, description="Send attempts before an alert is marked failed.")
+    backoff: float = Field(30.0, description="First retry delay, doubled each time (seconds).")
+    webhook_url: str = Field("", description="POST new violations here (signed); empty: off.")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key for the outbound "
+                                      "webhook; set MONITOR_ALERTS__WEBHOOK_SECRET.")
+    webhook_secret_file: str = Field("", description="File holding that key instead.")
