@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from monitor import cli_gallery, view
+from monitor import cli_gallery, cli_serve, cli_violations, view
 from monitor.config import default_toml, load_settings
 from monitor.errors import MonitorError
 from monitor.workspace import DEFAULT_RULES, Workspace
@@ -54,6 +54,8 @@ def main(config: Annotated[Path | None, typer.Option(
 
 
 cli_gallery.register(app, workspace, guarded)
+cli_violations.register(app, workspace, guarded)
+cli_serve.register(app, workspace, guarded)
 
 
 @app.command()
@@ -168,17 +170,6 @@ def dupes(
     for n, group in enumerate(groups, 1):
         typer.echo(f"group {n}: " + "  ".join(f"{g}:{info[g][0]}" for g in group))
     err.print(f"{len(groups)} near-duplicate group(s) in {collection}")
-
-
-@app.command()
-@guarded
-def violations(
-    status: Annotated[str | None, typer.Option(
-        help="open, confirmed, dismissed, licensed.")] = None,
-    format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
-) -> None:
-    """List recorded violations."""
-    view.violations(workspace(), status, format == Format.jsonl)
 
 
 @app.command()
