@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from monitor.decode import DecodedImage, decode_bytes
 from monitor.errors import DecodeError, MonitorError, NotFound
-from monitor.inputs import expand, fetch, read_file
+from monitor.inputs import expand, read_file
 from monitor.recorder import finish, record_pending
 from monitor.results import CheckResult
 from monitor.store.models import ProtectedImage
@@ -110,10 +110,8 @@ def _read(ws: Workspace, item: CandidateInput) -> None:
         return
     try:
         if item.location.startswith(("http://", "https://")):
-            item.data, item.http_status, item.headers = fetch(
-                item.location, ws.limits.max_bytes, timeout=ws.settings.fetch.timeout,
-                max_redirects=ws.settings.fetch.max_redirects,
-                allow_private=ws.settings.fetch.allow_private)
+            res = ws.fetcher.fetch(item.location)
+            item.data, item.http_status, item.headers = res.body, res.status, res.headers
         else:
             item.data = read_file(item.location, ws.limits.max_bytes)
     except MonitorError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from monitor import cli_gallery, cli_serve, cli_violations, view
 from monitor.config import default_toml, load_settings
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, NotFound
 from monitor.workspace import DEFAULT_RULES, Workspace
 
 app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
@@ -99,18 +100,29 @@ def check(
 @app.command()
 @guarded
 def scan(
-    source: Annotated[str, typer.Argument(help="Folder to check as one recorded scan.")],
+    source: Annotated[str, typer.Argument(
+        help="A source name from [[sources]] in config.toml, or a folder.")],
     collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
     report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
     format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
 ) -> None:
-    """Check a whole folder as one scan, print a summary and write its report."""
-    from monitor.scans import run_scan
-
+    """Run a configured source (or check a folder) now as one scan; summary and report."""
     ws = workspace()
     view.warn_unavailable(err, ws)
+    configured = ws.settings.source(source)
     with view.progress(err, f"scanning {source}", enabled=True) as tick:
-        sc, results = run_scan(ws, source, collection=collection, progress=lambda _: tick())
+        if configured is not None:
+            from monitor.crawl import run_source
+
+            sc, results = run_source(ws, configured, progress=lambda _: tick(),
+                                     collection=collection)
+        elif Path(source).is_dir():
+            from monitor.scans import run_scan
+
+            sc, results = run_scan(ws, source, collection=collection, progress=lambda _: tick())
+        else:
+            names = ", ".join(s.name for s in ws.settings.sources) or "none configured"
+            raise NotFound(f"{source!r} is neither a configured source ({names}) nor a folder")
     if format == Format.jsonl:
         for r in results:
             view.print_jsonl(ws, r)
@@ -123,18 +135,32 @@ def scan(
         err.print(f"report: {write_report(ws, scan_id=sc.id)}")
 
 
+class ReportFormat(StrEnum):
+    """Report output formats."""
+
+    html = "html"
+    json = "json"
+    csv = "csv"
+
+
 @app.command()
 @guarded
 def report(
     scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan.")] = None,
     collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
     status: Annotated[list[str] | None, typer.Option(help="Violation status filter.")] = None,
+    severity: Annotated[list[str] | None, typer.Option(help="Severity filter.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Flagged at/after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Flagged before (UTC).")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", help="html, json or csv.")
+                      ] = ReportFormat.html,
     out: Annotated[Path | None, typer.Option(help="Output file.")] = None,
 ) -> None:
-    """Render recorded violations into a self-contained HTML report."""
+    """Render recorded violations into a self-contained HTML report (or JSON / CSV)."""
     from monitor.report import write_report
 
     path = write_report(workspace(), scan_id=scan_id, collection=collection, status=status,
+                        severity=severity, since=since, until=until, format=format.value,
                         out=out)
     typer.echo(str(path))
 

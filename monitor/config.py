@@ -88,9 +88,12 @@ class LocalSettings(_Section):
     detector: Literal["sift", "orb"] = Field("sift", description="OpenCV feature type.")
     max_features: int = Field(600, description="Keypoints kept per candidate image.")
     gallery_features: int = Field(800, description="Keypoints kept per gallery image.")
-    feature_side: int = Field(640, description="Longest side (pixels) features are computed at.")
+    feature_side: int = Field(480, description="Longest side (pixels) features are computed at.")
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
     min_inliers: int = Field(12, description="RANSAC inliers below which no match is reported.")
+    min_agreement: float = Field(
+        0.0, description="Dense check: fraction of textured gallery cells that must agree with "
+        "the warped candidate (0 disables).")
 
 
 class RulesSettings(_Section):

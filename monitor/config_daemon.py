@@ -47,6 +47,9 @@ class FetchSettings(_Section):
     backoff_max: float = Field(60.0, description="Longest retry delay (seconds).")
     respect_robots: bool = Field(True, description="Honour robots.txt for our user agent.")
     allow_private: bool = Field(False, description="Allow private/loopback addresses (tests).")
+    allow_networks: list[str] = Field(
+        default_factory=list, description="CIDR networks allowed besides public addresses, "
+        "e.g. [\"127.0.0.0/8\"]; link-local and metadata addresses are always refused.")
 
 
 class SourceSettings(_Section):

@@ -81,12 +81,81 @@ class DecodedImage:
             self._cache[side] = im
         return self._cache[side]
 
+    def content_box(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` of the content in working-copy pixels: uniform borders
+        (pads, blank canvas around clip art) trimmed, as ImageMagick's ``-trim`` does.
+
+        Up to :data:`TRIM_PASSES` passes, so a coloured pad around a white canvas goes
+        too. The whole image when trimming would leave less than :data:`TRIM_MIN` of
+        either side. Cached.
+        """
+        if "box" not in self._cache:
+            self._cache["box"] = content_box(np.asarray(self.image))
+        return self._cache["box"]
+
+    def trimmed(self, side: int) -> tuple[Image.Image, tuple[float, float], float]:
+        """The content (see :meth:`content_box`) reduced to a longest side ``<= side``.
+
+        Returns ``(image, (ox, oy), scale)``: a point ``(x, y)`` of the returned
+        image sits at ``(ox + x * scale, oy + y * scale)`` in *original* pixels.
+        """
+        key = ("trim", side)
+        if key not in self._cache:
+            x0, y0, x1, y1 = self.content_box()
+            im = self.image if (x0, y0, x1, y1) == (0, 0, *self.image.size) else \
+                self.image.crop((x0, y0, x1, y1))
+            if max(im.size) > side:
+                im = im.copy()
+                im.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            back = self.width / self.image.width  # working → original pixels
+            scale = back * (x1 - x0) / im.width
+            self._cache[key] = (im, (x0 * back, y0 * back), scale)
+        return self._cache[key]
+
     def gray(self, side: int) -> np.ndarray:
         """``(H, W) uint8`` greyscale of :meth:`scaled` (cached)."""
         key = ("gray", side)
         if key not in self._cache:
             self._cache[key] = np.asarray(self.scaled(side).convert("L"))
         return self._cache[key]
+
+
+TRIM_TOLERANCE = 24
+"""Grey-level difference (of 255) from the border colour that counts as content."""
+TRIM_MIN = 0.08
+"""Trimming may not leave less than this fraction of the width or height."""
+TRIM_PASSES = 3
+TRIM_EDGE = 3
+"""Pixels ignored at the edge of each pass (JPEG ringing where a pad meets the canvas)."""
+
+
+def content_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box ``(x0, y0, x1, y1)`` of ``rgb`` ``(H, W, 3) uint8`` minus uniform borders.
+
+    Each pass ignores a :data:`TRIM_EDGE`-pixel ring, then takes the border colour as
+    the median of the outermost remaining pixel frame; a row or column
+    is content when more than 0.5 % of its pixels differ from it by more than
+    :data:`TRIM_TOLERANCE` in any channel (robust to JPEG ringing).
+    """
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = 0, 0, w, h
+    for _ in range(TRIM_PASSES):
+        e = TRIM_EDGE if min(x1 - x0, y1 - y0) > 8 * TRIM_EDGE else 0
+        view = rgb[y0 + e:y1 - e, x0 + e:x1 - e].astype(np.int16)
+        frame = np.concatenate([view[0], view[-1], view[:, 0], view[:, -1]])
+        diff = (np.abs(view - np.median(frame, axis=0)).max(axis=2) > TRIM_TOLERANCE)
+        rows = np.flatnonzero(diff.mean(axis=1) > 0.005)
+        cols = np.flatnonzero(diff.mean(axis=0) > 0.005)
+        if not len(rows) or not len(cols):
+            break
+        nx0, ny0 = x0 + e + int(cols[0]), y0 + e + int(rows[0])
+        nx1, ny1 = x0 + e + int(cols[-1]) + 1, y0 + e + int(rows[-1]) + 1
+        if (nx1 - nx0) < TRIM_MIN * w or (ny1 - ny0) < TRIM_MIN * h:
+            break
+        if (nx0, ny0, nx1, ny1) == (x0 + e, y0 + e, x1 - e, y1 - e):
+            break
+        x0, y0, x1, y1 = nx0, ny0, nx1, ny1
+    return x0, y0, x1, y1
 
 
 def _sniff_text(data: bytes) -> str | None:

@@ -36,6 +36,8 @@ class Hit:
         region: matched area on the candidate (local stage), else None.
         quad: projected gallery corners on the candidate (local stage), else None.
         mirrored: the match was found against the mirrored gallery image.
+        agreement: local stage's dense check, the fraction in [0, 1] of textured
+            gallery cells that agree with the warped candidate, else None.
     """
 
     stage: str
@@ -47,6 +49,7 @@ class Hit:
     region: Box | None = None
     quad: Quad | None = None
     mirrored: bool = False
+    agreement: float | None = None
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,11 @@ class Rule(BaseModel):
             or (self.clip_min_cosine is not None and c is not None and c >= self.clip_min_cosine)
         )
 
+    def is_allow_list(self) -> bool:
+        """True for a rule with an allow-list and no stage thresholds."""
+        return (self.hash_max_distance is None and self.local_min_inliers is None
+                and self.clip_min_cosine is None and bool(self.allow_domains or self.allow_urls))
+
     def allows(self, location: str) -> bool:
         """True when ``location`` (URL or path) is on this rule's allow-list."""
         host = (urlsplit(location).hostname or "").lower()
@@ -114,10 +119,18 @@ class RuleSet:
     rules: list[Rule]
 
     def judge(self, match: Match, collection: str, location: str) -> RuleOutcome | None:
-        """The first rule in scope that ``match`` satisfies, as an outcome; else None."""
+        """The first rule in scope that ``match`` satisfies, as an outcome; else None.
+
+        A rule with an allow-list but no stage thresholds is a pure allow-list
+        (e.g. ``licensed-domains`` written by ``violations set-status --allow-domain``):
+        it never flags, but turns any flagged match at an allowed location into ``allowed``.
+        """
         for rule in self.rules:
             if rule.in_scope(collection) and rule.satisfied_by(match):
-                verdict = Verdict.ALLOWED if rule.allows(location) else Verdict(rule.verdict)
+                allowed = rule.allows(location) or any(
+                    r.is_allow_list() and r.in_scope(collection) and r.allows(location)
+                    for r in self.rules)
+                verdict = Verdict.ALLOWED if allowed else Verdict(rule.verdict)
                 return RuleOutcome(match, verdict, rule.name, rule.severity)
         return None
 

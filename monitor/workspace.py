@@ -135,3 +135,15 @@ class Workspace:
         with self.session() as s:
             rows = s.exec(select(ProtectedImage, Collection).join(Collection)).all()
         return {p.id: (p.path, c.name, json.loads(p.meta_json)) for p, c in rows}
+
+    # -- fetching --------------------------------------------------------------
+    @cached_property
+    def fetcher(self):
+        """The shared :class:`monitor.fetcher.Fetcher`: one set of per-host limits and
+        robots.txt cache per workspace; validators for conditional requests in ``FetchCache``.
+        """
+        from monitor.fetcher import DbValidatorCache, Fetcher
+
+        return Fetcher(self.settings.fetch, max_bytes=self.limits.max_bytes,
+                       cache=DbValidatorCache(self.session),
+                       allow_networks=self.settings.fetch.allow_networks)

@@ -50,18 +50,15 @@ def test_fetch_and_redirect(server) -> None:
 
 
 def test_loopback_refused_by_default(server) -> None:
-    with pytest.raises(FetchError, match="non-public 127.0.0.1"):
+    with pytest.raises(FetchError, match="loopback address 127.0.0.1"):
         fetch(f"{server[0]}/a.jpg", 10_000_000)
 
 
-def test_redirect_to_metadata_address_refused(server, monkeypatch) -> None:
-    import monitor.inputs as inputs
-
-    real = inputs._check_host
-    monkeypatch.setattr(inputs, "_check_host", lambda url, allow: real(
-        url, allow and "169.254" not in url))
-    with pytest.raises(FetchError, match="169.254.169.254"):
+def test_redirect_to_metadata_address_refused(server) -> None:
+    # allow_private permits loopback, never link-local or cloud metadata addresses
+    with pytest.raises(FetchError, match="169.254.169.254") as info:
         fetch(f"{server[0]}/private", 10_000_000, allow_private=True)
+    assert info.value.code == "address_refused"
 
 
 def test_byte_cap_redirect_loop_and_404(server) -> None:

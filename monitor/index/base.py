@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bump when the on-disk layout of any index changes; older files are rebuilt."""
 
 

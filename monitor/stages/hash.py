@@ -4,7 +4,9 @@ pHash as implemented by imagehash (Zauner 2010; imagehash ``phash``): greyscale,
 resize to 32×32, 2-D DCT, the 8×8 lowest frequencies thresholded at their
 median, 64 bits. The gallery stores the hash of all 8 dihedral transforms
 (4 rotations × optional mirror, as PDQ does in ThreatExchange) so flipped and
-90°-turned copies hit with one lookup of the candidate's single hash.
+90°-turned copies hit with one lookup of the candidate's single hash. Both sides
+are hashed with uniform borders trimmed (:meth:`DecodedImage.trimmed`), so a
+padded copy hashes like its original.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ class HashStage:
 
     def compute(self, image: DecodedImage) -> np.ndarray:
         """The candidate's pHash, ``(8,) uint8`` (64 bits, packed big-endian)."""
-        return _phash_bytes(image.scaled(HASH_SIDE))
+        return _phash_bytes(image.trimmed(HASH_SIDE)[0])
 
     def compute_gallery(self, image: DecodedImage) -> np.ndarray:
         """pHash of the 8 dihedral variants, ``(8, 8) uint8``; row 0 is the identity."""
-        small = image.scaled(HASH_SIDE)
+        small = image.trimmed(HASH_SIDE)[0]
         return np.stack([_phash_bytes(small if t is None else small.transpose(t))
                          for t in DIHEDRAL])
 

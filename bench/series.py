@@ -1,0 +1,117 @@
+"""Series of related images in a corpus, so distractors are truly unrelated to the gallery.
+
+Real collections hold series: one drawing in colour and black-and-white, a
+jigsaw piece in five colours, an icon theme built on one template, a wallpaper
+at six resolutions. A distractor from a gallery image's series is a partial
+copy, not an unrelated image, so it must not count as a false positive. DISC21
+(Douze et al., 2021) likewise removed near-duplicates between its reference and
+distractor sets. Two files are in one series (union-find) when
+
+* they share a *rare* name token (at least :data:`MIN_TOKEN` letters, in at
+  most :data:`MAX_TOKEN_FILES` files of the source; camelCase split; colour and
+  variant words such as ``bw`` ignored) within one source, or
+* their 64-bit pHashes (imagehash), over the 8 dihedral variants, are within
+  :data:`MAX_BITS` bits.
+
+Neither test uses the product's detectors. Results are cached as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+MIN_TOKEN = 4
+MAX_TOKEN_FILES = 25
+MAX_BITS = 8
+IGNORED = {"black", "white", "gray", "grey", "green", "blue", "yellow", "orange", "purple",
+           "brown", "pink", "colour", "color", "colored", "coloured", "simple", "plain",
+           "outline", "line", "icon", "icons", "clipart", "openclipart", "with", "the",
+           "and", "small", "large", "big", "image", "png", "jpg"}
+
+
+def tokens(path: Path) -> set[str]:
+    """Name tokens of a corpus file (``<md5>_<name>.<ext>``), lower-case, >= MIN_TOKEN letters."""
+    name = path.stem.split("_", 1)[-1]
+    name = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+    return {t for t in re.split(r"[^a-z]+", name) if len(t) >= MIN_TOKEN and t not in IGNORED}
+
+
+def _phashes(paths: list[Path]) -> np.ndarray:
+    """``(N, 8, 64) bool`` dihedral pHashes of the decoded files (all False if undecodable)."""
+    import imagehash
+    from PIL import Image
+
+    from monitor.decode import decode_file
+    from monitor.stages.hash import DIHEDRAL
+
+    out = np.zeros((len(paths), 8, 64), bool)
+    for i, p in enumerate(paths):
+        try:
+            im = decode_file(p).scaled(128)
+        except Exception:  # noqa: BLE001 - undecodable originals are reported elsewhere
+            continue
+        for j, t in enumerate(DIHEDRAL):
+            v = im if t is None else im.transpose(t)
+            out[i, j] = imagehash.phash(v if isinstance(v, Image.Image) else im).hash.reshape(-1)
+    return out
+
+
+def _cached_phashes(paths: list[Path], cache: Path) -> np.ndarray:
+    target = cache / f"phash-{len(paths)}.npz"
+    names = np.array([str(p) for p in paths])
+    if target.exists():
+        z = np.load(target)
+        if np.array_equal(z["names"], names):
+            return z["codes"]
+    codes = _phashes(paths)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(target, names=names, codes=codes)
+    return codes
+
+
+def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
+    """``{str(path): series id}`` for every file; cached in ``cache/series.json``."""
+    target = cache / "series-v2.json"
+    paths = [p for ps in files.values() for p in ps]
+    if target.exists():
+        data = json.loads(target.read_text())
+        if set(data) == {str(p) for p in paths}:
+            return data
+    parent = list(range(len(paths)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        parent[find(i)] = find(j)
+
+    offset = 0
+    for ps in files.values():
+        members: dict[str, list[int]] = {}
+        for k, p in enumerate(ps):
+            for t in tokens(p):
+                members.setdefault(t, []).append(offset + k)
+        for idx in members.values():
+            if len(idx) <= MAX_TOKEN_FILES:
+                for j in idx[1:]:
+                    union(idx[0], j)
+        offset += len(ps)
+    codes = _cached_phashes(paths, cache)
+    ident = codes[:, 0, :]
+    for i in range(len(paths)):
+        if not codes[i].any():
+            continue
+        dist = (codes[i + 1:] != ident[i]).sum(axis=2).min(axis=1)
+        for j in np.flatnonzero(dist <= MAX_BITS):
+            union(i, i + 1 + int(j))
+    data = {str(p): find(i) for i, p in enumerate(paths)}
+    cache.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data))
+    return data

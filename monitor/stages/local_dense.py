@@ -1,0 +1,80 @@
+"""Dense agreement: does the candidate, warped by the verified homography, *look like*
+the gallery image cell by cell, or does it only share a few parts (a template, a frame)?
+
+Keypoint inliers say that some structures line up. Series siblings in real
+collections (one icon template with different emblems, one card deck design,
+one warning-sign frame) line up too. After the homography is found, the
+candidate is warped into the frame of a small grey thumbnail of the gallery
+image and both are compared on a grid: the *agreement* is the fraction of
+textured gallery cells (standard deviation above :data:`MIN_CELL_STD`) whose
+zero-mean normalised cross-correlation (NCC, invariant to brightness and
+contrast changes, so colour filters do not matter) with the warped candidate
+exceeds :data:`CELL_NCC`. Cells the candidate does not cover (crops) are not
+counted. A copy with a text or emoji overlay keeps most cells; a sibling that
+shares only a frame or template does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+THUMB_SIDE = 96
+"""Longest side (pixels) of the grey gallery thumbnail kept for dense checks."""
+GRID = 8
+"""Cells per side of the comparison grid."""
+MIN_CELL_STD = 6.0
+"""Grey-level standard deviation (of 255) below which a cell is flat, so uninformative."""
+CELL_NCC = 0.5
+"""NCC above which a cell agrees."""
+MIN_COVER = 0.8
+"""Fraction of a cell the warped candidate must cover for the cell to count."""
+
+
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    """``(h, w) uint8`` grey thumbnail, longest side :data:`THUMB_SIDE`, of a feature image."""
+    import cv2
+
+    h, w = gray.shape
+    f = THUMB_SIDE / max(h, w)
+    size = (max(8, round(w * f)), max(8, round(h * f)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray,
+              homography: np.ndarray) -> float | None:
+    """Fraction in [0, 1] of textured, covered gallery cells that agree with the candidate.
+
+    Args:
+        thumb: ``(h, w) uint8`` gallery thumbnail (:func:`thumbnail`).
+        ref_size: ``(width, height)`` of the gallery feature image, pixels.
+        candidate: ``(H, W) uint8`` candidate feature image (the view that matched).
+        homography: ``(3, 3)`` gallery feature pixels → candidate feature pixels.
+
+    Returns None when no cell is both textured and covered (nothing to judge).
+    """
+    import cv2
+
+    th, tw = thumb.shape
+    s = np.diag([ref_size[0] / tw, ref_size[1] / th, 1.0])
+    m = homography @ s  # thumbnail pixels → candidate pixels
+    flags = cv2.INTER_AREA | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(candidate, m, (tw, th), flags=flags)
+    cover = cv2.warpPerspective(np.full(candidate.shape, 255, np.uint8), m, (tw, th),
+                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    a = cv2.GaussianBlur(thumb.astype(np.float32), (3, 3), 0.8)
+    b = cv2.GaussianBlur(warped.astype(np.float32), (3, 3), 0.8)
+    agree = counted = 0
+    for ys in np.array_split(np.arange(th), GRID):
+        for xs in np.array_split(np.arange(tw), GRID):
+            if len(ys) < 2 or len(xs) < 2:
+                continue
+            sl = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+            ca, cb = a[sl], b[sl]
+            if ca.std() < MIN_CELL_STD or (cover[sl] > 0).mean() < MIN_COVER:
+                continue
+            counted += 1
+            da, db = ca - ca.mean(), cb - cb.mean()
+            denom = float(np.sqrt((da * da).sum() * (db * db).sum()))
+            if denom > 0 and float((da * db).sum()) / denom > CELL_NCC:
+                agree += 1
+    return agree / counted if counted else None

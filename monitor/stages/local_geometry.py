@@ -1,0 +1,126 @@
+"""Homography estimation and degeneracy checks for the ``local`` stage.
+
+The homography maps gallery feature-image pixels to candidate feature-image
+pixels. It is fitted with MAGSAC++ (Barath et al., CVPR 2020; OpenCV
+``cv2.USAC_MAGSAC``), a robust successor of RANSAC (Fischler & Bolles 1981).
+A fit is rejected as degenerate (a chance alignment of a few similar corners,
+not a copy) when the projected gallery frame is not a convex, orientation-
+preserving quadrilateral of sane size and perspective, or when the inliers
+cover too small a part of the gallery image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REPROJ_PX = 5.0
+"""MAGSAC++ maximum reprojection error in feature-image pixels."""
+
+MIN_SCALE, MAX_SCALE = 1 / 12, 12.0
+"""Bounds of the linear scale factor sqrt(|det A|) of the affine part (gallery → candidate)."""
+
+MAX_ANISOTROPY = 4.0
+"""Largest ratio of the two singular values of the affine part (shear / squash)."""
+
+MAX_PERSPECTIVE = 3.0
+"""Largest ratio of local area scale between two projected gallery corners."""
+
+MIN_SPREAD = 0.04
+"""Inliers' bounding box must cover this fraction of the gallery image's area."""
+
+MIN_VISIBLE = 0.25
+"""Fraction of the projected quad's bounding box that must lie on the candidate."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A verified fit: ``homography`` ``(3, 3) float64`` gallery → candidate feature pixels,
+    ``inliers`` count, ``quad`` ``(4, 2) float64`` projected gallery corners
+    (top-left, top-right, bottom-right, bottom-left) in candidate feature pixels."""
+
+    homography: np.ndarray
+    inliers: int
+    quad: np.ndarray
+    support: int = 0
+
+
+def corners(size: tuple[int, int]) -> np.ndarray:
+    """``(4, 2) float64`` corners of a ``(width, height)`` image, clockwise from top-left."""
+    w, h = size
+    return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+
+
+def project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply homography ``h`` to ``(N, 2)`` points; ``(N, 2) float64``."""
+    p = np.hstack([pts, np.ones((len(pts), 1))]) @ h.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def fit(src: np.ndarray, dst: np.ndarray, src_size: tuple[int, int],
+        dst_size: tuple[int, int], src_all: np.ndarray) -> Geometry | None:
+    """Robust homography from ``src`` ``(N, 2)`` to ``dst`` ``(N, 2)`` float32 points.
+
+    ``src_all`` ``(M, 2)`` holds every gallery keypoint, to count the support.
+
+    Returns None when fewer than 4 points are given, no model is found, or the
+    model fails :func:`plausible`.
+    """
+    import cv2
+
+    if len(src) < 4:
+        return None
+    h, mask = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
+                                 cv2.USAC_MAGSAC, REPROJ_PX, maxIters=2000, confidence=0.999)
+    if h is None or mask is None or not np.all(np.isfinite(h)):
+        return None
+    inl = mask.reshape(-1).astype(bool)
+    quad = project(h, corners(src_size))
+    if not plausible(h, quad, src[inl], src_size, dst_size):
+        return None
+    return Geometry(h, int(inl.sum()), quad, support(h, src_all, dst_size))
+
+
+def support(h: np.ndarray, pts: np.ndarray, dst_size: tuple[int, int]) -> int:
+    """How many of ``pts`` ``(M, 2)`` (gallery keypoints) project inside the candidate."""
+    p = project(h, pts.astype(np.float64))
+    inside = (p[:, 0] >= 0) & (p[:, 1] >= 0) & (p[:, 0] < dst_size[0]) & (p[:, 1] < dst_size[1])
+    return int(inside.sum())
+
+
+def _convex(quad: np.ndarray) -> bool:
+    """True when the quad is convex with positive (clockwise-in-image) orientation."""
+    d = np.roll(quad, -1, axis=0) - quad
+    cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
+    return bool(np.all(cross > 0))
+
+
+def _area(quad: np.ndarray) -> float:
+    x, y = quad[:, 0], quad[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def plausible(h: np.ndarray, quad: np.ndarray, inliers: np.ndarray,
+              src_size: tuple[int, int], dst_size: tuple[int, int]) -> bool:
+    """Degeneracy checks of a gallery → candidate homography (see module constants)."""
+    if len(inliers) < 4 or not np.all(np.isfinite(quad)) or not _convex(quad):
+        return False
+    hn = h / h[2, 2]
+    a = hn[:2, :2]
+    sv = np.linalg.svd(a, compute_uv=False)
+    scale = float(np.sqrt(abs(np.linalg.det(a))))
+    if not (MIN_SCALE <= scale <= MAX_SCALE) or sv[0] > MAX_ANISOTROPY * max(sv[1], 1e-9):
+        return False
+    w = corners(src_size) @ hn[2, :2] + 1.0
+    if np.any(w <= 0):
+        return False
+    jac = abs(np.linalg.det(hn)) / w ** 3
+    if jac.max() > MAX_PERSPECTIVE * jac.min():
+        return False
+    span = inliers.max(axis=0) - inliers.min(axis=0)
+    if span[0] * span[1] < MIN_SPREAD * src_size[0] * src_size[1]:
+        return False
+    lo, hi = quad.min(axis=0), quad.max(axis=0)
+    vis = np.clip(np.minimum(hi, dst_size) - np.maximum(lo, 0), 0, None)
+    return bool(vis[0] * vis[1] >= MIN_VISIBLE * np.prod(hi - lo))
