@@ -92,8 +92,8 @@ class LocalSettings(_Section):
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
     min_inliers: int = Field(12, description="RANSAC inliers below which no match is reported.")
     min_agreement: float = Field(
-        0.0, description="Dense check: fraction of textured gallery cells that must agree with "
-        "the warped candidate (0 disables).")
+        0.7, description="Dense check: fraction of textured gallery cells that must agree with "
+        "the warped candidate (0 disables); drops series siblings that share a template.")
 
 
 class RulesSettings(_Section):

@@ -20,9 +20,14 @@ def run() -> None:
         _migrate(connection)
 
 
+def _include(obj, name, type_, reflected, compare_to) -> bool:
+    """Leave APScheduler's own ``apscheduler_jobs`` table out of autogenerate."""
+    return not (type_ == "table" and name == "apscheduler_jobs")
+
+
 def _migrate(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True)
+                      render_as_batch=True, include_object=_include)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,34 @@
+"""HTTP API of ``monitor serve`` (FastAPI; OpenAPI at ``/docs``).
+
+Routers: :mod:`.submissions` (signed intake), :mod:`.search`, :mod:`.gallery`,
+:mod:`.violations`, :mod:`.health` (``/healthz``, ``/metrics``). Signatures:
+:mod:`.signing`. Build the app with :func:`create_app`; nothing happens at import.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from monitor.server.state import AppState
+
+
+def create_app(state: AppState) -> FastAPI:
+    """The FastAPI application serving ``state`` (its workspace engine should be loaded)."""
+    from fastapi import FastAPI
+
+    from monitor.server import gallery, health, search, submissions, violations
+    from monitor.server.metrics import LatencyMiddleware
+
+    app = FastAPI(title="monitor", version="0.1.0",
+                  description="Image copy monitoring: signed submissions, search, gallery, "
+                              "violations. Requests under /v1 carry X-Monitor-Timestamp and "
+                              "X-Monitor-Signature: sha256=HMAC-SHA256(secret, timestamp + '.' "
+                              "+ body) (see monitor.server.signing).")
+    app.state.monitor = state
+    for module in (submissions, search, gallery, violations, health):
+        app.include_router(module.router)
+    app.add_middleware(LatencyMiddleware, metrics=state.metrics)
+    return app

@@ -1,0 +1,183 @@
+"""``monitor serve`` as a real process: SIGKILL mid-queue and restart, SIGTERM, schedules."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlmodel import Session
+
+from monitor.config import load_settings
+from monitor.gallery import add_paths
+from monitor.server.signing import signed_headers
+from monitor.store.models import Candidate, Job, Violation
+from monitor.workspace import Workspace
+from tests.conftest import encode, skimage_photo
+
+SECRET = "daemon-secret"
+GALLERY = ("astronaut", "coffee", "chelsea", "rocket")
+CONFIG = """
+[clip]
+enabled = false
+[local]
+enabled = false
+[server]
+port = 0
+workers = 1
+webhook_secret_file = "secret.txt"
+[[sources]]
+name = "nightly"
+kind = "folder"
+location = "nightly"
+interval = 3600
+[[sources]]
+name = "quick"
+kind = "folder"
+location = "drop"
+interval = 1
+"""
+
+
+class Serve:
+    """A ``monitor serve`` subprocess in ``root`` with its stderr collected."""
+
+    def __init__(self, root: Path) -> None:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        env.pop("MONITOR_CONFIG", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve"], cwd=root,
+                                     env=env, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.port: int | None = None
+        ready = threading.Event()
+
+        def pump() -> None:
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                if m := re.search(r"listening on http://[\d.]+:(\d+)", line):
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(60) or self.port is None:
+            self.proc.kill()
+            raise AssertionError("serve did not start:\n" + "".join(self.lines))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def site(deploy: Path) -> Path:
+    (deploy / "config.toml").write_text(CONFIG)
+    (deploy / "secret.txt").write_text(SECRET)
+    ws = Workspace(load_settings(deploy / "config.toml"))
+    for folder in ("gallery", "nightly", "drop"):
+        (deploy / folder).mkdir()
+    for name in GALLERY:
+        skimage_photo(name).save(deploy / "gallery" / f"{name}.png")
+    add_paths(ws, [str(deploy / "gallery")], "portfolio")
+    skimage_photo("coffee").resize((200, 133)).save(deploy / "drop" / "coffee-small.jpg")
+    skimage_photo("coins").save(deploy / "drop" / "coins.png")
+    ws.db.dispose()
+    return deploy
+
+
+def copies(n: int) -> list[bytes]:
+    """``n`` distinct edited copies of gallery photos (different sizes and qualities)."""
+    out = []
+    for i in range(n):
+        im = skimage_photo(GALLERY[i % len(GALLERY)])
+        side = 160 + 7 * i
+        out.append(encode(im.resize((side, side * im.height // im.width)), "JPEG",
+                          quality=60 + i % 30))
+    return out
+
+
+def submit(url: str, data: bytes) -> httpx.Response:
+    headers = {"Content-Type": "image/jpeg", **signed_headers(SECRET, data)}
+    for _ in range(20):
+        r = httpx.post(f"{url}/v1/submissions", content=data, headers=headers, timeout=30)
+        if r.status_code != 429:
+            return r
+        time.sleep(float(r.headers["retry-after"]))
+    return r
+
+
+def job_counts(db) -> dict[str, int]:
+    with Session(db) as s:
+        return dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+
+
+def next_runs(db) -> dict[str, float]:
+    with db.connect() as c:
+        return dict(c.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all())
+
+
+def test_kill_restart_checks_every_submission_once(site: Path) -> None:
+    db = create_engine(f"sqlite:///{site / 'data' / 'monitor.db'}")
+    payloads = copies(48)
+    first = Serve(site)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda d: submit(first.url, d), payloads + payloads[:8]))
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers][:3]
+    ids = {r.json()["id"] for r in answers}
+    assert len(ids) == 48, "re-sent copies return the first submission"
+    deadline = time.monotonic() + 30
+    while job_counts(db).get("done", 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.proc.kill()  # SIGKILL mid-queue
+    first.proc.wait(10)
+    counts = job_counts(db)
+    assert 0 < counts.get("done", 0) and counts.get("queued", 0) + counts.get("running", 0) > 0
+    runs_before = next_runs(db)
+    assert "source:nightly" in runs_before and "source:quick" in runs_before
+
+    second = Serve(site)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with Session(db) as s:
+            left = s.execute(select(func.count()).select_from(Job).where(
+                Job.id.in_(ids), Job.status != "done")).scalar_one()
+        if not left:
+            break
+        time.sleep(0.2)
+    assert left == 0, "".join(second.lines[-20:])
+    health = httpx.get(f"{second.url}/healthz").json()
+    assert health["scheduler"]["ok"] and health["workers"]["alive"] == 1
+    time.sleep(2.5)  # let the 1 s folder source run at least once
+    assert second.stop(signal.SIGTERM) == 0, "".join(second.lines[-20:])
+    assert any("stopped" in line for line in second.lines)
+
+    with Session(db) as s:
+        uploads = s.execute(select(Candidate).where(Candidate.source.like("upload:%"))).all()
+        assert len(uploads) == 48, "one candidate per accepted submission"
+        assert all(c.status == "checked" for (c,) in uploads)
+        assert all(c.verdict == "violation" for (c,) in uploads)
+        dup = s.execute(select(Violation.candidate_id, Violation.protected_id, func.count())
+                        .group_by(Violation.candidate_id, Violation.protected_id)
+                        .having(func.count() > 1)).all()
+        assert dup == [], "no duplicated violations after the kill"
+        cids = {c.id for (c,) in uploads}
+        flagged = s.execute(select(func.count(func.distinct(Violation.candidate_id))).where(
+            Violation.candidate_id.in_(cids))).scalar_one()
+        assert flagged == 48
+        quick = s.execute(select(Candidate.source, Candidate.verdict).where(
+            Candidate.source_name == "quick")).all()
+        assert {Path(p).name: v for p, v in quick} == {"coffee-small.jpg": "violation",
+                                                       "coins.png": "clean"}
+    assert next_runs(db)["source:nightly"] == runs_before["source:nightly"], \
+        "the persisted schedule survived both restarts"
+    db.dispose()
