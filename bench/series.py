@@ -10,6 +10,8 @@ distractor sets. Two files are in one series (union-find) when
 * they share a *rare* name token (at least :data:`MIN_TOKEN` letters, in at
   most :data:`MAX_TOKEN_FILES` files of the source; camelCase split; colour and
   variant words such as ``bw`` ignored) within one source, or
+* they carry the same name (``home6.png`` under two hashes), or both follow the
+  playing-card pattern ``<deck>_<suit>_<rank>`` (decks share their pips), or
 * their 64-bit pHashes (imagehash), over the 8 dihedral variants, are within
   :data:`MAX_BITS` bits.
 
@@ -31,6 +33,13 @@ IGNORED = {"black", "white", "gray", "grey", "green", "blue", "yellow", "orange"
            "brown", "pink", "colour", "color", "colored", "coloured", "simple", "plain",
            "outline", "line", "icon", "icons", "clipart", "openclipart", "with", "the",
            "and", "small", "large", "big", "image", "png", "jpg"}
+
+
+CARD = re.compile(r"[a-z]+_[cdhs]_(\d+|[ajqk]|jk)(_[a-z])?")
+
+
+def _name(path: Path) -> str:
+    return path.stem.split("_", 1)[-1].lower()
 
 
 def tokens(path: Path) -> set[str]:
@@ -75,7 +84,7 @@ def _cached_phashes(paths: list[Path], cache: Path) -> np.ndarray:
 
 def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
     """``{str(path): series id}`` for every file; cached in ``cache/series.json``."""
-    target = cache / "series-v2.json"
+    target = cache / "series-v3.json"
     paths = [p for ps in files.values() for p in ps]
     if target.exists():
         data = json.loads(target.read_text())
@@ -98,8 +107,12 @@ def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
         for k, p in enumerate(ps):
             for t in tokens(p):
                 members.setdefault(t, []).append(offset + k)
-        for idx in members.values():
-            if len(idx) <= MAX_TOKEN_FILES:
+        for k, p in enumerate(ps):
+            members.setdefault("name:" + _name(p), []).append(offset + k)
+            if CARD.fullmatch(_name(p)):
+                members.setdefault("cards", []).append(offset + k)
+        for key, idx in members.items():
+            if len(idx) <= MAX_TOKEN_FILES or ":" in key or key == "cards":
                 for j in idx[1:]:
                     union(idx[0], j)
         offset += len(ps)

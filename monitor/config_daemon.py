@@ -30,6 +30,12 @@ class ServerSettings(_Section):
     webhook_secret_file: str = Field("", description="File holding the HMAC key instead.")
     signature_tolerance: int = Field(300, description="Replay window for signatures (seconds).")
     base_url: str = Field("", description="Public URL of this server, for links in mail.")
+    dashboard_token: SecretStr = Field(
+        SecretStr(""), description="Dashboard access token; empty: loopback clients only. "
+        "Set MONITOR_SERVER__DASHBOARD_TOKEN.")
+    dashboard_token_file: str = Field("", description="File holding the dashboard token instead.")
+    dashboard_actor_header: str = Field("", description="Header naming the reviewer (set by an "
+                                        "authenticating proxy), e.g. X-Remote-User.")
 
 
 class FetchSettings(_Section):

@@ -19,7 +19,7 @@ def create_app(state: AppState) -> FastAPI:
     """The FastAPI application serving ``state`` (its workspace engine should be loaded)."""
     from fastapi import FastAPI
 
-    from monitor.server import gallery, health, search, submissions, violations
+    from monitor.server import dashboard, gallery, health, search, submissions, violations
     from monitor.server.metrics import LatencyMiddleware
 
     app = FastAPI(title="monitor", version="0.1.0",
@@ -28,7 +28,7 @@ def create_app(state: AppState) -> FastAPI:
                               "X-Monitor-Signature: sha256=HMAC-SHA256(secret, timestamp + '.' "
                               "+ body) (see monitor.server.signing).")
     app.state.monitor = state
-    for module in (submissions, search, gallery, violations, health):
+    for module in (submissions, search, gallery, violations, health, dashboard):
         app.include_router(module.router)
     app.add_middleware(LatencyMiddleware, metrics=state.metrics)
     return app

@@ -23,11 +23,13 @@ Pages use the shared Jinja2 environment (:mod:`monitor.reporting.templating`), s
 **Access.** The dashboard is for the operator. When ``server.dashboard_token`` (or
 ``server.dashboard_token_file``) is configured, every request must carry it, as
 ``Authorization: Bearer <token>`` or the ``monitor_dashboard`` cookie, which
-``?token=<token>`` on any page sets (HttpOnly, SameSite=Strict). Without a token,
-only loopback clients are served (``server.host`` defaults to 127.0.0.1), and a
-request carrying proxy headers (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``)
-is not treated as local: behind a reverse proxy, configure a token. Anything
-else gets 403.
+``?token=<token>`` on any page sets (an HMAC of the token; HttpOnly,
+SameSite=Strict). Without a token, only loopback clients are served
+(``server.host`` defaults to 127.0.0.1), and a request carrying proxy headers
+(``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``) is not treated as local:
+behind a reverse proxy, configure a token. The ``Host`` header must then also be
+``localhost``, a loopback address or the host of ``server.base_url`` (against DNS
+rebinding: another site's page re-bound to 127.0.0.1). Anything else gets 403.
 
 **CSRF.** A status change must come from a page of this server: its ``Origin``
 (else its ``Referer``) must be this server's origin (or that of ``server.base_url``),
@@ -40,6 +42,7 @@ and present, else ``dashboard``.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -50,7 +53,6 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from pydantic import SecretStr
 from sqlmodel import select
 
 from monitor.config import Settings
@@ -94,16 +96,8 @@ def csrf_token() -> str:
 # -- access ------------------------------------------------------------------------
 
 def configured_token(settings: Settings) -> str:
-    """``server.dashboard_token`` (or the file named by ``server.dashboard_token_file``); "" if unset.
-
-    Read defensively so the dashboard works before (and after) those settings exist.
-    """
-    server = settings.server
-    value = getattr(server, "dashboard_token", None)
-    file = getattr(server, "dashboard_token_file", "") or ""
-    if not isinstance(value, SecretStr):
-        value = SecretStr(str(value or ""))
-    return settings.secret(value, file) if (value.get_secret_value() or file) else ""
+    """``server.dashboard_token``, else the file ``server.dashboard_token_file``; "" if unset."""
+    return settings.secret(settings.server.dashboard_token, settings.server.dashboard_token_file)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -116,8 +110,26 @@ def is_loopback(host: str | None) -> bool:
     return (mapped or ip).is_loopback
 
 
+def local_host(request: Request) -> bool:
+    """Whether the ``Host`` header names this machine (``localhost``, a loopback address)
+    or the host of ``server.base_url``: a page of another site whose name was re-bound to
+    127.0.0.1 (DNS rebinding) sends its own name and is refused."""
+    own = _origin(f"http://{request.headers.get('host', '')}")
+    if own is None:
+        return False
+    base = _origin(state_of(request).settings.server.base_url)
+    host = own[1].strip("[]")
+    return host == "localhost" or host.endswith(".localhost") or is_loopback(host) \
+        or (base is not None and base[1] == own[1])
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def cookie_value(token: str) -> str:
+    """What the cookie holds for ``token``: an HMAC of it (the token itself is never stored)."""
+    return hmac.new(token.encode(), b"monitor-dashboard-cookie", hashlib.sha256).hexdigest()
 
 
 def operator(request: Request) -> None:
@@ -134,15 +146,18 @@ def operator(request: Request) -> None:
         if any(h in request.headers for h in PROXY_HEADERS):
             raise HTTPException(403, "request relayed by a proxy: set server.dashboard_token "
                                      "to serve the dashboard behind one")
+        if not local_host(request):
+            raise HTTPException(403, "Host is not a loopback name (DNS rebinding guard); set "
+                                     "server.base_url or server.dashboard_token")
         return
     auth = request.headers.get("authorization", "")
     bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if _same(bearer, token) or _same(request.cookies.get(COOKIE, ""), token):
+    if _same(bearer, token) or _same(request.cookies.get(COOKIE, ""), cookie_value(token)):
         return
     given = request.query_params.get("token")
     if given is not None and _same(given, token) and request.method == "GET":
         rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-        cookie = (f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        cookie = (f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Strict"
                   + ("; Secure" if request.url.scheme == "https" else ""))
         raise HTTPException(303, headers={"Location": request.url.path + ("?" + rest if rest
                                                                           else ""),
@@ -177,7 +192,7 @@ def same_origin(request: Request) -> bool:
 
 def actor_of(request: Request) -> str:
     """Who made a change: the configured actor header's value, else :data:`DEFAULT_ACTOR`."""
-    header = getattr(state_of(request).settings.server, "dashboard_actor_header", "") or ""
+    header = state_of(request).settings.server.dashboard_actor_header
     value = request.headers.get(header, "").strip() if header else ""
     return value[:200] or DEFAULT_ACTOR
 
