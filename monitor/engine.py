@@ -40,6 +40,23 @@ class GalleryEntry:
     load: Callable[[], DecodedImage]
 
 
+HASH_ONLY_SIDE = 512
+"""Working-copy side (pixels) when only the hash stage runs: JPEG draft decodes at
+1/4-1/8 scale, and trimmed content stays large enough that its pHash equals the
+one computed from the full 1024-px copy the gallery was hashed from."""
+
+
+def working_side(settings: Settings) -> int:
+    """Longest side (pixels) of the shared working copy the enabled stages need.
+
+    The local stage needs the full ``decode.work_side`` (small content on a large
+    canvas keeps its keypoints); CLIP and hash need much less.
+    """
+    if settings.local.enabled:
+        return settings.decode.work_side
+    return min(settings.decode.work_side, HASH_ONLY_SIDE)
+
+
 def _single_threaded_kernels() -> None:
     """Limit FAISS (OpenMP) and OpenCV to one thread each.
 

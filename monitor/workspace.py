@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from monitor.config import Settings
 from monitor.decode import DecodedImage, DecodeLimits, decode_file
-from monitor.engine import Engine, GalleryEntry
+from monitor.engine import Engine, GalleryEntry, working_side
 from monitor.rules import RuleSet, load_rules
 from monitor.store.db import open_engine
 from monitor.store.models import Collection, ProtectedImage
@@ -33,7 +33,7 @@ class Workspace:
         self.data_dir = settings.data_dir
         self.db = open_engine(settings.database_url)
         self.limits = DecodeLimits(settings.decode.max_bytes, settings.decode.max_pixels,
-                                   settings.decode.work_side)
+                                   working_side(settings))
         settings.path(settings.report.dir).mkdir(parents=True, exist_ok=True)
         self._engine: Engine | None = None
 

@@ -132,3 +132,18 @@ def test_greyscale_and_sha(photos) -> None:
     import hashlib
 
     assert d.sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("mode, fill", [("LA", (120, 255)), ("RGBA", (200, 30, 30, 255))])
+def test_large_alpha_shrunk_then_flattened_without_fringes(mode: str, fill: tuple) -> None:
+    im = Image.new(mode, (3000, 2000), (0,) * len(fill))
+    im.paste(fill, (500, 500, 2500, 1500))
+    d = decode_bytes(encode(im, "PNG"), DecodeLimits(work_side=512))
+    px = np.asarray(d.image).astype(int)
+    assert d.image.size == (512, 341) and tuple(px[0, 0]) == (255, 255, 255)
+    inside = px[170, 256]
+    assert np.abs(inside - np.array(fill[:-1] * (3 if mode == "LA" else 1))).max() <= 2
+    edge = px[85, 86:170]  # the content's top edge: no dark halo from transparent black
+    assert edge.min() >= min(fill[:-1]) - 2
+    x0, y0, x1, y1 = d.content_box()
+    assert abs(x0 - 85) <= 3 and abs(y0 - 85) <= 3 and abs(x1 - 427) <= 3 and abs(y1 - 256) <= 3

@@ -1,0 +1,43 @@
+"""Dense agreement: copies agree cell by cell; siblings sharing only a part do not."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from monitor.stages.local_dense import agreement, thumbnail
+
+
+def _gray(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("L"))
+
+
+def test_copy_overlay_and_sibling(photos) -> None:
+    ref = photos["astronaut"]  # 512x512
+    ref_gray = _gray(ref)
+    thumb = thumbnail(ref_gray)
+    ident = np.eye(3)
+    assert agreement(thumb, (512, 512), ref_gray, ident) == 1.0
+
+    brighter = np.clip(ref_gray.astype(int) * 0.7 + 60, 0, 255).astype(np.uint8)
+    assert agreement(thumb, (512, 512), brighter, ident) >= 0.95  # contrast change: NCC holds
+
+    overlaid = ref.copy()
+    ImageDraw.Draw(overlaid).rectangle((40, 40, 200, 120), fill=(255, 255, 0))
+    assert agreement(thumb, (512, 512), _gray(overlaid), ident) >= 0.8
+
+    sibling = ref.copy()  # same frame, different content in most of the picture
+    sibling.paste(photos["coffee"].resize((400, 400)), (56, 56))
+    assert agreement(thumb, (512, 512), _gray(sibling), ident) < 0.5
+
+
+def test_scaled_copy_and_uncovered_cells(photos) -> None:
+    ref_gray = _gray(photos["rocket"])  # 640x427
+    thumb = thumbnail(ref_gray)
+    half = np.asarray(photos["rocket"].convert("L").resize((320, 213)))
+    scale = np.diag([0.5, 213 / 427, 1.0])  # gallery pixels → candidate pixels
+    assert agreement(thumb, (640, 427), half, scale) >= 0.9
+    crop = ref_gray[:, :320]  # left half only: the right half's cells are not counted
+    assert agreement(thumb, (640, 427), np.ascontiguousarray(crop), np.eye(3)) >= 0.9
+    blank = np.full((427, 640), 255, np.uint8)
+    assert agreement(thumb, (640, 427), blank, np.eye(3)) == 0.0
