@@ -272,6 +272,22 @@ def test_violations_list_and_filters(env) -> None:
     with daemon.ws.session() as s:
         assert len(s.execute(select(Violation.id)).all()) == doc["total"]
 
+    vid = item["id"]
+    r = send(client, "POST", f"/v1/violations/{vid}/status",
+             json={"status": "licensed", "note": "invoice 42", "actor": "alice"})
+    assert r.status_code == 200 and r.json()["status"] == "licensed"
+    assert send(client, "POST", f"/v1/violations/{vid}/status",
+                json={"status": "gone"}).status_code == 422
+    assert send(client, "POST", "/v1/violations/999999/status",
+                json={"status": "open"}).status_code == 404
+    assert send(client, "POST", f"/v1/violations/{vid}/status", json={"status": "open"},
+                sign=False).status_code == 401
+    from monitor.review import history
+
+    events = history(daemon.ws, vid)
+    assert [(e.actor, e.from_status, e.to_status, e.note) for e in events] == [
+        ("alice", "open", "licensed", "invoice 42")]
+
 
 def test_healthz_and_metrics(env) -> None:
     _, client = env
