@@ -10,7 +10,8 @@ distractor sets. Two files are in one series (union-find) when
 * they share a *rare* name token (at least :data:`MIN_TOKEN` letters, in at
   most :data:`MAX_TOKEN_FILES` files of the source; camelCase split; colour and
   variant words such as ``bw`` ignored) within one source, or
-* they carry the same name (``home6.png`` under two hashes), or both follow the
+* they carry the same name (``home6.png`` under two hashes) or the same letters
+  once digits and punctuation go (``arrow2-3-1``, ``arrow3-2-1``), or both follow the
   playing-card pattern ``<deck>_<suit>_<rank>`` (decks share their pips), or
 * their 64-bit pHashes (imagehash), over the 8 dihedral variants, are within
   :data:`MAX_BITS` bits.
@@ -84,7 +85,7 @@ def _cached_phashes(paths: list[Path], cache: Path) -> np.ndarray:
 
 def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
     """``{str(path): series id}`` for every file; cached in ``cache/series.json``."""
-    target = cache / "series-v3.json"
+    target = cache / "series-v4.json"
     paths = [p for ps in files.values() for p in ps]
     if target.exists():
         data = json.loads(target.read_text())
@@ -109,6 +110,9 @@ def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
                 members.setdefault(t, []).append(offset + k)
         for k, p in enumerate(ps):
             members.setdefault("name:" + _name(p), []).append(offset + k)
+            letters = re.sub(r"[^a-z]+", "", _name(p))
+            if len(letters) >= MIN_TOKEN:
+                members.setdefault("letters:" + letters, []).append(offset + k)
             if CARD.fullmatch(_name(p)):
                 members.setdefault("cards", []).append(offset + k)
         for key, idx in members.items():

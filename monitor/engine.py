@@ -30,7 +30,8 @@ from monitor.stages.local import LocalStage
 class GalleryEntry:
     """What the engine needs of one protected image to (re)build its indices.
 
-    ``phash`` is ``(8, 8) uint8`` (dihedral variants); ``clip`` is ``(D,) float32``
+    ``phash`` is ``(K, 8) uint8`` (dihedral variants, trimmed and whole; K = 16, or 8
+    for images hashed by monitor 0.1 before whole-image codes); ``clip`` is ``(D,) float32``
     or None; ``load`` decodes the stored copy when local features must be rebuilt.
     """
 
@@ -136,7 +137,7 @@ class Engine:
 
     def add(self, entry: GalleryEntry, image: DecodedImage | None = None) -> None:
         """Put one gallery image into every index (decodes it only if local needs it)."""
-        self.hash_index.add(np.full(8, entry.gallery_id), entry.phash)
+        self.hash_index.add(np.full(len(entry.phash), entry.gallery_id), entry.phash)
         if entry.clip is not None and self.clip_ready():
             if self.clip_index is None:
                 self.clip_index = DenseIndex(len(entry.clip))
@@ -201,7 +202,8 @@ class Engine:
         """
         fp, wanted = self.fingerprint(), {e.gallery_id: e for e in entries}
         self.hash_index = BinaryIndex(8)
-        self.hash_index.add(np.repeat([e.gallery_id for e in entries], 8).astype(np.int64),
+        self.hash_index.add(np.repeat([e.gallery_id for e in entries],
+                                      [len(e.phash) for e in entries]).astype(np.int64),
                             np.concatenate([e.phash for e in entries]) if entries
                             else np.zeros((0, 8), np.uint8))
         self._load_clip(entries)

@@ -41,9 +41,10 @@ def dupes(ws: Workspace, collection: str, max_distance: int = 6) -> list[list[in
     if not rows:
         raise NotFound(f"no collection named {collection!r} (or it is empty)")
     index = BinaryIndex(8)
-    codes = {r.id: np.frombuffer(bytes.fromhex(r.phash), np.uint8).reshape(8, 8) for r in rows}
+    codes = {r.id: np.frombuffer(bytes.fromhex(r.phash), np.uint8).reshape(-1, 8) for r in rows}
     ids = list(codes)
-    index.add(np.repeat(ids, 8), np.concatenate(list(codes.values())))
+    index.add(np.repeat(ids, [len(c) for c in codes.values()]),
+              np.concatenate(list(codes.values())))
     parent = {gid: gid for gid in ids}
 
     def find(i: int) -> int:

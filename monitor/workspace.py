@@ -113,8 +113,8 @@ class Workspace:
         if row.clip_vector is not None and row.clip_model == model:
             clip = np.frombuffer(row.clip_vector, np.float32).copy()
         path = self.data_dir / row.stored_path
-        return GalleryEntry(row.id, np.frombuffer(bytes.fromhex(row.phash), np.uint8).reshape(8, 8),
-                            clip, lambda p=path: self.load_stored(p))
+        codes = np.frombuffer(bytes.fromhex(row.phash), np.uint8).reshape(-1, 8)
+        return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p))
 
     def load_stored(self, path: Path) -> DecodedImage:
         """Decode a stored gallery copy with the workspace limits."""

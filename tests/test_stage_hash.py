@@ -21,7 +21,9 @@ def test_dihedral_copies_and_reencodes_hit(photos, others) -> None:
     stage, index = HashStage(max_distance=10), BinaryIndex()
     names = sorted(photos)
     for gid, name in enumerate(names):
-        index.add(np.full(8, gid), stage.compute_gallery(_dec(photos[name], fmt="PNG")))
+        codes = stage.compute_gallery(_dec(photos[name], fmt="PNG"))
+        assert codes.shape == (16, 8)
+        index.add(np.full(len(codes), gid), codes)
     for gid, name in enumerate(names):
         im = photos[name]
         edits = [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),

@@ -4,9 +4,11 @@ pHash as implemented by imagehash (Zauner 2010; imagehash ``phash``): greyscale,
 resize to 32×32, 2-D DCT, the 8×8 lowest frequencies thresholded at their
 median, 64 bits. The gallery stores the hash of all 8 dihedral transforms
 (4 rotations × optional mirror, as PDQ does in ThreatExchange) so flipped and
-90°-turned copies hit with one lookup of the candidate's single hash. Both sides
-are hashed with uniform borders trimmed (:meth:`DecodedImage.trimmed`), so a
-padded copy hashes like its original.
+90°-turned copies hit with one lookup per candidate hash. Both sides are hashed
+twice: with uniform borders trimmed (:meth:`DecodedImage.trimmed`), so a padded
+copy hashes like its original, and whole, because blur and downscaling can move
+the trim box (measured on the corpus: trimmed alone found 77 % of mild edits at
+11 bits, whole-image pHash 100 %).
 """
 
 from __future__ import annotations
@@ -53,21 +55,30 @@ class HashStage:
         self.max_distance = max_distance
 
     def compute(self, image: DecodedImage) -> np.ndarray:
-        """The candidate's pHash, ``(8,) uint8`` (64 bits, packed big-endian)."""
-        return _phash_bytes(image.trimmed(HASH_SIDE)[0])
+        """The candidate's pHashes, ``(2, 8) uint8`` (64 bits each, packed big-endian):
+        row 0 of the trimmed content, row 1 of the whole image."""
+        return np.stack([_phash_bytes(image.trimmed(HASH_SIDE)[0]),
+                         _phash_bytes(image.scaled(HASH_SIDE))])
 
     def compute_gallery(self, image: DecodedImage) -> np.ndarray:
-        """pHash of the 8 dihedral variants, ``(8, 8) uint8``; row 0 is the identity."""
-        small = image.trimmed(HASH_SIDE)[0]
-        return np.stack([_phash_bytes(small if t is None else small.transpose(t))
-                         for t in DIHEDRAL])
+        """pHashes of the 8 dihedral variants of the trimmed content, then of the whole
+        image: ``(16, 8) uint8``; row 0 is the trimmed identity."""
+        rows = []
+        for small in (image.trimmed(HASH_SIDE)[0], image.scaled(HASH_SIDE)):
+            rows += [_phash_bytes(small if t is None else small.transpose(t)) for t in DIHEDRAL]
+        return np.stack(rows)
 
     @staticmethod
     def score(distance: int) -> float:
         """Map Hamming distance (bits) to [0, 1]: 1 at 0 bits, 0 at the random level (32)."""
         return float(max(0.0, 1.0 - distance / RANDOM_DISTANCE))
 
-    def search(self, code: np.ndarray, index: BinaryIndex) -> list[Hit]:
-        """Gallery hits within :attr:`max_distance` bits, nearest first."""
+    def search(self, codes: np.ndarray, index: BinaryIndex) -> list[Hit]:
+        """Gallery hits within :attr:`max_distance` bits of any of ``codes`` ``(k, 8)``
+        (the smallest distance per gallery image), nearest first."""
+        best: dict[int, int] = {}
+        for code in np.asarray(codes, np.uint8).reshape(-1, 8):
+            for gid, d in index.search(code, self.max_distance):
+                best[gid] = min(d, best.get(gid, d))
         return [Hit(stage=self.name, gallery_id=gid, score=self.score(d), distance=d)
-                for gid, d in index.search(code, self.max_distance)]
+                for gid, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))]
