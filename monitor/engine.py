@@ -9,7 +9,7 @@ geometric evidence (inliers, region) backs whatever another stage proposed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,33 +169,11 @@ class Engine:
         if self.local is not None and len(self.local_index):
             proposed = sorted({h.gallery_id for h in hits})
             features = self.local.compute(image)
-            local = self.local.match(features, self.local_index, (image.width, image.height),
+            hits += self.local.match(features, self.local_index, (image.width, image.height),
                                      extra_ids=proposed)
-            hits = self._confirm_hash(hits, {h.gallery_id for h in local}, features) + local
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         return merge_hits(hits)
-
-    def _confirm_hash(self, hits: list[Hit], verified: set[int], features) -> list[Hit]:
-        """Drop hash hits that keypoints did not verify and whose dense agreement under
-        every dihedral whole-image mapping is below ``local.min_agreement``.
-
-        pHash collides on low-structure images (stripes, star fields; measured on
-        the corpus at 4 bits); a real near-duplicate agrees cell by cell.
-        """
-        from monitor.stages.local_dense import dihedral_agreement
-
-        kept = []
-        for h in hits:
-            views = self.local_index.features(h.gallery_id)
-            if h.stage != "hash" or h.gallery_id in verified or not views or \
-                    views[0].image is None or features.image is None:
-                kept.append(h)
-                continue
-            agree = dihedral_agreement(views[0].image, views[0].size, features.image)
-            if agree is None or agree >= self.settings.local.min_agreement:
-                kept.append(replace(h, agreement=agree))
-        return kept
 
     # -- persistence ----------------------------------------------------------
     def fingerprint(self) -> str:

@@ -41,16 +41,3 @@ def test_scaled_copy_and_uncovered_cells(photos) -> None:
     assert agreement(thumb, (640, 427), np.ascontiguousarray(crop), np.eye(3)) >= 0.9
     blank = np.full((427, 640), 255, np.uint8)
     assert agreement(thumb, (640, 427), blank, np.eye(3)) == 0.0
-
-
-def test_dihedral_agreement_confirms_turned_copies_only(photos, others) -> None:
-    from monitor.stages.local_dense import dihedral_agreement
-
-    ref = _gray(photos["coffee"])  # 600x400
-    thumb = thumbnail(ref)
-    turned = np.ascontiguousarray(np.rot90(ref))  # a 90° turn, 400x600
-    blurred = _gray(photos["coffee"].resize((150, 100)).resize((300, 200)))
-    assert dihedral_agreement(thumb, (600, 400), turned) >= 0.9
-    assert dihedral_agreement(thumb, (600, 400), blurred) >= 0.8
-    other = _gray(others["brick"].resize((600, 400)))
-    assert dihedral_agreement(thumb, (600, 400), other) < 0.5

@@ -78,29 +78,3 @@ def agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarra
             if denom > 0 and float((da * db).sum()) / denom > CELL_NCC:
                 agree += 1
     return agree / counted if counted else None
-
-
-def dihedral_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray
-                       ) -> float | None:
-    """Best :func:`agreement` over the 8 whole-image dihedral mappings (rotations by
-    90° and mirrors) of the gallery frame onto the candidate frame.
-
-    Used to confirm a perceptual-hash hit that keypoints did not verify (blurred or
-    tiny copies): the hash says "same picture up to a dihedral transform", so the
-    warped candidate must then agree cell by cell. None when nothing can be judged.
-    """
-    import cv2
-
-    w, h = ref_size
-    ch, cw = candidate.shape
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = np.float32([[0, 0], [cw, 0], [cw, ch], [0, ch]])
-    best = None
-    for order in (0, 1, 2, 3):
-        for flip in (False, True):
-            corners = np.roll(dst[::-1] if flip else dst, order, axis=0)
-            m = cv2.getPerspectiveTransform(src, np.ascontiguousarray(corners))
-            score = agreement(thumb, ref_size, candidate, m)
-            if score is not None and (best is None or score > best):
-                best = score
-    return best
