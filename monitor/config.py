@@ -90,7 +90,7 @@ class LocalSettings(_Section):
     gallery_features: int = Field(800, description="Keypoints kept per gallery image.")
     feature_side: int = Field(480, description="Longest side (pixels) features are computed at.")
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
-    min_inliers: int = Field(12, description="RANSAC inliers below which no match is reported.")
+    min_inliers: int = Field(10, description="RANSAC inliers below which no match is reported.")
     min_agreement: float = Field(
         0.7, description="Dense check: fraction of textured gallery cells that must agree with "
         "the warped candidate (0 disables); drops series siblings that share a template.")

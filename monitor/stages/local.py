@@ -10,11 +10,11 @@ Bolles 1981) with degeneracy checks. The projected gallery corners give the
 quad and the region box on the candidate, in original candidate pixels.
 
 Detector choice, by measurement (series-disjoint corpus split, 100 gallery
-images × 9 edit families, 1,000 unrelated edited distractors; hash rule ≤ 6 bits,
-≥ 12 inliers): SIFT (RootSIFT) recall 0.876 overall, screenshot 0.74, combo 0.72,
-345 ms/query on a loaded 2-core machine; ORB recall 0.844, screenshot 0.50, combo
-0.63, 202 ms/query. ORB misses the small, rescaled copies (screenshots, chains of
-edits), so SIFT is the default; ``detector = "orb"`` trades that for 1.7x speed.
+images × 9 edit families, 1,000 unrelated edited distractors, default rules):
+SIFT (RootSIFT) recall 0.88 overall, screenshot 0.80, combo 0.66, about 90 ms of
+CPU per query; ORB recall 0.84, screenshot 0.50, combo 0.63, about 1.7x faster.
+ORB misses the small, rescaled copies (screenshots, chains of edits), so SIFT is
+the default; ``detector = "orb"`` trades that for speed.
 Candidates and gallery images are trimmed of uniform borders first, and a
 verified homography must also pass the dense agreement check
 (:mod:`monitor.stages.local_dense`), which removes series siblings that share
