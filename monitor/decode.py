@@ -224,6 +224,8 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow advises the RGBA conversion that _to_rgb performs anyway
+            warnings.filterwarnings("ignore", message="Palette images with Transparency")
             im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
             return _decode_opened(im, data, limits)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
