@@ -87,11 +87,12 @@ def check(
 
     ws = workspace()
     view.warn_unavailable(err, ws)
+    info = ws.gallery_info()
     with view.progress(err, "checking", enabled=format == Format.table) as tick:
         results = []
         for r in run_check(ws, inputs, collection, progress=lambda _: tick()):
             if format == Format.jsonl:
-                view.print_jsonl(ws, r)
+                view.print_jsonl(info, r)
             results.append(r)
     if format == Format.table:
         view.results_table(ws, results)
@@ -124,8 +125,9 @@ def scan(
             names = ", ".join(s.name for s in ws.settings.sources) or "none configured"
             raise NotFound(f"{source!r} is neither a configured source ({names}) nor a folder")
     if format == Format.jsonl:
+        info = ws.gallery_info()
         for r in results:
-            view.print_jsonl(ws, r)
+            view.print_jsonl(info, r)
     else:
         view.results_table(ws, results, only_flagged=True)
         view.scan_summary(err, sc, results)

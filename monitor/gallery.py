@@ -62,6 +62,7 @@ def add_paths(ws: Workspace, paths: Iterable[str], collection: str,
             batch = []
     results += _commit(ws, batch, collection, meta or {}, progress)
     engine.save(ws.index_dir)
+    ws.gallery_changed()
     return results
 
 
@@ -151,4 +152,5 @@ def remove(ws: Workspace, refs: list[str]) -> list[int]:
     engine = ws.engine()
     engine.remove(ids)
     engine.save(ws.index_dir)
+    ws.gallery_changed()
     return ids

@@ -43,9 +43,12 @@ def warn_unavailable(console: Console, ws: Workspace) -> None:
                           + (f" [dim](fix: {s.fix})[/]" if s.fix else ""))
 
 
-def print_jsonl(ws: Workspace, result: CheckResult) -> None:
-    """One candidate as one JSON line on stdout (the DESIGN.md contract)."""
-    print(json.dumps(result_json(result, ws.gallery_info())), flush=True)
+def print_jsonl(info: dict[int, tuple[str, str, dict]], result: CheckResult) -> None:
+    """One candidate as one JSON line on stdout (the DESIGN.md contract).
+
+    ``info`` is :meth:`Workspace.gallery_info`, read once per command.
+    """
+    print(json.dumps(result_json(result, info)), flush=True)
 
 
 def results_table(ws: Workspace, results: list[CheckResult], only_flagged: bool = False) -> None:

@@ -36,6 +36,7 @@ class Workspace:
                                    working_side(settings))
         settings.path(settings.report.dir).mkdir(parents=True, exist_ok=True)
         self._engine: Engine | None = None
+        self._info: dict[int, tuple[str, str, dict]] | None = None
 
     # -- folders -------------------------------------------------------------
     @property
@@ -131,10 +132,19 @@ class Workspace:
         return row
 
     def gallery_info(self) -> dict[int, tuple[str, str, dict]]:
-        """``{gallery_id: (path, collection name, metadata)}`` for every protected image."""
-        with self.session() as s:
-            rows = s.exec(select(ProtectedImage, Collection).join(Collection)).all()
-        return {p.id: (p.path, c.name, json.loads(p.meta_json)) for p, c in rows}
+        """``{gallery_id: (path, collection name, metadata)}`` for every protected image.
+
+        Read once and cached like the engine; :meth:`gallery_changed` drops it.
+        """
+        if self._info is None:
+            with self.session() as s:
+                rows = s.exec(select(ProtectedImage, Collection).join(Collection)).all()
+            self._info = {p.id: (p.path, c.name, json.loads(p.meta_json)) for p, c in rows}
+        return self._info
+
+    def gallery_changed(self) -> None:
+        """Forget cached gallery facts after images were added or removed here."""
+        self._info = None
 
     # -- fetching --------------------------------------------------------------
     @cached_property
