@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from monitor.decode import DecodedImage, decode_bytes
 from monitor.errors import DecodeError, MonitorError, NotFound
-from monitor.inputs import expand, read_file
+from monitor.inputs import expand, is_url, read_file
 from monitor.recorder import finish, record_pending
 from monitor.results import CheckResult
 from monitor.store.models import ProtectedImage
@@ -109,7 +109,7 @@ def _read(ws: Workspace, item: CandidateInput) -> None:
     if item.data is not None or item.error is not None:
         return
     try:
-        if item.location.startswith(("http://", "https://")):
+        if is_url(item.location):
             res = ws.fetcher.fetch(item.location)
             item.data, item.http_status, item.headers = res.body, res.status, res.headers
         else:
