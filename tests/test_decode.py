@@ -147,3 +147,121 @@ def test_large_alpha_shrunk_then_flattened_without_fringes(mode: str, fill: tupl
     assert edge.min() >= min(fill[:-1]) - 2
     x0, y0, x1, y1 = d.content_box()
     assert abs(x0 - 85) <= 3 and abs(y0 - 85) <= 3 and abs(x1 - 427) <= 3 and abs(y1 - 256) <= 3
+
+
+def test_reduced_is_thumbnail_without_the_copy(photos) -> None:
+    from monitor.decode import fit_size, reduced
+
+    im = photos["rocket"]
+    for w in range(1, 1400, 37):
+        for h in (1, 3, 127, 128, 129, 300, 511, 1023):
+            ref = Image.new("L", (w, h))
+            ref.thumbnail((128, 128))
+            assert (fit_size((w, h), 128) or (w, h)) == ref.size, (w, h)
+    for size in ((640, 427), (300, 1000), (129, 128), (1200, 80)):
+        src = im.resize(size)
+        for side in (64, 128, 256, 512):
+            ref = src.copy()
+            ref.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            assert np.array_equal(np.asarray(reduced(src, side)), np.asarray(ref)), (size, side)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_onto_white_equals_alpha_composite(mode: str) -> None:
+    """Every (value, alpha) pair gives Image.alpha_composite's 8-bit result."""
+    from monitor.decode import _onto_white
+
+    a, v = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    bands = [v, (v * 7) % 256, 255 - v, a] if mode == "RGBA" else [v, a]
+    im = Image.fromarray(np.stack(bands, -1).astype(np.uint8), mode)
+    ref = Image.alpha_composite(Image.new("RGBA", im.size, (255,) * 4), im.convert("RGBA"))
+    assert np.array_equal(np.asarray(_onto_white(im)), np.asarray(ref.convert("RGB")))
+
+
+@pytest.mark.parametrize("transparency", ["index", "alphas"])
+def test_palette_transparency_equals_per_pixel_composite(transparency: str) -> None:
+    from monitor.decode import _to_rgb
+
+    rng = np.random.default_rng(2)
+    im = Image.fromarray(rng.integers(0, 256, (37, 53)).astype(np.uint8), "P")
+    im.putpalette(rng.integers(0, 256, 768).astype(np.uint8).tobytes())
+    im.info["transparency"] = (7 if transparency == "index" else
+                               bytes(rng.integers(0, 256, 256).astype(np.uint8)))
+    rgba = im.convert("RGBA")
+    ref = Image.alpha_composite(Image.new("RGBA", im.size, (255,) * 4), rgba).convert("RGB")
+    assert np.array_equal(np.asarray(_to_rgb(im)), np.asarray(ref))
+    assert (np.asarray(rgba)[..., 3] < 255).any()
+
+
+def _content_box_reference(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """The trim box as first written (int16 differences to the frame median)."""
+    from monitor.decode import TRIM_EDGE, TRIM_MIN, TRIM_PASSES, TRIM_TOLERANCE
+
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = 0, 0, w, h
+    for _ in range(TRIM_PASSES):
+        e = TRIM_EDGE if min(x1 - x0, y1 - y0) > 8 * TRIM_EDGE else 0
+        view = rgb[y0 + e:y1 - e, x0 + e:x1 - e].astype(np.int16)
+        frame = np.concatenate([view[0], view[-1], view[:, 0], view[:, -1]])
+        diff = (np.abs(view - np.median(frame, axis=0)).max(axis=2) > TRIM_TOLERANCE)
+        rows = np.flatnonzero(diff.mean(axis=1) > 0.005)
+        cols = np.flatnonzero(diff.mean(axis=0) > 0.005)
+        if not len(rows) or not len(cols):
+            break
+        nx0, ny0 = x0 + e + int(cols[0]), y0 + e + int(rows[0])
+        nx1, ny1 = x0 + e + int(cols[-1]) + 1, y0 + e + int(rows[-1]) + 1
+        if (nx1 - nx0) < TRIM_MIN * w or (ny1 - ny0) < TRIM_MIN * h:
+            break
+        if (nx0, ny0, nx1, ny1) == (x0 + e, y0 + e, x1 - e, y1 - e):
+            break
+        x0, y0, x1, y1 = nx0, ny0, nx1, ny1
+    return x0, y0, x1, y1
+
+
+def test_content_box_matches_the_reference(photos, others) -> None:
+    """Pads at and around the tolerance (24 levels, half-level medians), noise and
+    real photos: the cv2.inRange version finds the reference box."""
+    from monitor.decode import content_box
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for im in [*photos.values(), *others.values()]:
+        arr = np.asarray(im.convert("RGB").resize((200, 150)))
+        for pad, border in ((0, 0), (20, 255), (9, 128)):
+            canvas = np.full((150 + 2 * pad, 200 + 3 * pad, 3), border, np.uint8)
+            canvas[pad:pad + 150, pad:pad + 200] = arr
+            cases.append(canvas)
+    for level in (230, 231, 232, 255):
+        canvas = np.full((120, 160, 3), 255, np.uint8)
+        canvas[:60, :] = 254  # frame median between two levels
+        canvas[40:80, 50:110] = level
+        canvas[50:70, 60:100] = rng.integers(0, 256, (20, 40, 3))
+        cases.append(canvas)
+    found = set()
+    for rgb in cases:
+        box = content_box(rgb)
+        assert box == _content_box_reference(rgb)
+        found.add(box == (0, 0, rgb.shape[1], rgb.shape[0]))
+    assert found == {True, False}
+
+
+def test_hash_only_decode_keeps_a_reference_for_mid_sized_images(photos) -> None:
+    """Between the hash-only working side and 1024 px, the reduced copies come from the
+    decoded image itself: the same pixels as a full decode; the working copy is made
+    (at most work_side) only when asked for."""
+    import dataclasses
+
+    src = photos["astronaut"].resize((900, 700))
+    data = encode(src, "PNG")
+    small, full = decode_bytes(data, DecodeLimits(work_side=512)), decode_bytes(data)
+    assert small.reference is not None and full.reference is None
+    assert "image" not in small.__dict__
+    for side in (128, 256):
+        assert np.array_equal(np.asarray(small.scaled(side)), np.asarray(full.scaled(side)))
+    assert small.content_box() == full.content_box()
+    assert np.array_equal(np.asarray(small.trimmed(128)[0]), np.asarray(full.trimmed(128)[0]))
+    assert small.image.size == (512, 398) and small.image.mode == "RGB"
+    copy = dataclasses.replace(small, _cache={})
+    assert copy.image is small.image and copy.scaled(256).size == small.scaled(256).size
+    big = decode_bytes(encode(src.resize((1800, 1400)), "PNG"), DecodeLimits(work_side=512))
+    assert big.reference is None and big.image.size == (512, 398)
