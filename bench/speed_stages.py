@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.speed_report import Timing, rss_bytes, time_interleaved
+from bench.speed_report import Timing, rss_bytes, time_interleaved, time_threads
 from monitor.decode import DecodeLimits, decode_file
 from monitor.engine import HASH_ONLY_SIDE
 from monitor.stages.hash import HashStage
@@ -53,6 +53,17 @@ def decodable(files: list[Path]) -> list[Path]:
     return ok
 
 
+def decompress(path: Path, side: int = HASH_ONLY_SIDE) -> None:
+    """Open and decompress ``path`` as ``decode_file(work_side=side)`` does (JPEG through
+    ``Image.draft``), and nothing else: for PNG, the decompression the baseline does too."""
+    from PIL import Image
+
+    im = Image.open(path)
+    if im.format == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        im.draft(im.mode, (side, side))
+    im.load()
+
+
 def hash_variants(stage: HashStage) -> dict:
     """The timed hash variants, each a function of a path."""
     import imagehash
@@ -63,23 +74,30 @@ def hash_variants(stage: HashStage) -> dict:
         "hash_only": lambda p: stage.compute(decode_file(p, HASH_ONLY)),
         "full": lambda p: stage.compute(decode_file(p, FULL)),
         "decode_full": lambda p: decode_file(p, FULL),
+        "decode_hash_only": lambda p: decode_file(p, HASH_ONLY),
+        "decompress": decompress,
     }
 
 
-def bench_hash(files: list[Path], repeats: int) -> dict:
-    """Timings of the hash variants plus the agreement of the hash-only and full hashes."""
+def bench_hash(files: list[Path], repeats: int, threads: tuple[int, ...] = ()) -> dict:
+    """Timings of the hash variants plus the agreement of the hash-only and full hashes;
+    with ``threads``, also baseline and hash-only candidates/s through thread pools of
+    those sizes (:func:`bench.speed_report.time_threads`)."""
     import warnings
 
     stage = HashStage()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        timings = time_interleaved(files, hash_variants(stage), repeats)
+        variants = hash_variants(stage)
+        timings = time_interleaved(files, variants, repeats)
+        pools = {n: time_threads(files, {k: variants[k] for k in ("baseline", "hash_only")},
+                                 n, repeats) for n in threads}
         a = np.stack([stage.compute(decode_file(p, HASH_ONLY)) for p in files])
         b = np.stack([stage.compute(decode_file(p, FULL)) for p in files])
     # per file: the smaller Hamming distance of the (trimmed, whole) code pairs,
     # which is what a gallery lookup sees
     dist = np.unpackbits(a ^ b, axis=-1).sum(-1).min(-1)
-    return {"timings": timings, "hash_only_vs_full": dist}
+    return {"timings": timings, "hash_only_vs_full": dist, "pools": pools}
 
 
 def build_local_gallery(files: list[Path]) -> tuple[object, object, dict]:

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.speed_index import hamming, planted_codes, planted_vectors
-from bench.speed_report import md_table, replace_section, time_interleaved, write_section
+from bench.speed_report import (
+    md_table,
+    replace_section,
+    time_interleaved,
+    time_threads,
+    write_section,
+)
 from monitor.index.binary import BinaryIndex
 from monitor.index.dense import DenseIndex
 
@@ -67,3 +73,23 @@ def test_time_interleaved_runs_every_variant_on_every_item() -> None:
 
 def test_md_table() -> None:
     assert md_table(["x", "y"], [[1, "a"]]) == "| x | y |\n|---|---|\n| 1 | a |"
+
+
+def test_time_threads_maps_every_variant_over_every_item() -> None:
+    import threading
+
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    def run(k: str, i: int) -> None:
+        with lock:
+            seen[k].append(i)
+            threads.add(threading.get_ident())
+
+    rates = time_threads(list(range(10)), {k: (lambda i, k=k: run(k, i)) for k in seen},
+                         threads=2, repeats=3)
+    assert set(rates) == {"a", "b"} and all(r > 0 for r in rates.values())
+    # warm-up (2 × threads items) then 3 full passes, per variant
+    assert sorted(seen["a"]) == sorted(seen["b"]) == sorted([0, 1, 2, 3] + list(range(10)) * 3)
+    assert threading.get_ident() not in threads
