@@ -59,6 +59,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--config", type=Path, default=None, help="config.toml (default: defaults)")
+    p.add_argument("--rules", type=Path, default=None,
+                   help="folder of rule files (default: the product's defaults)")
     p.add_argument("--fpr", type=float, default=1e-3, help="false-positive rate target")
     p.add_argument("--cache", type=Path, default=Path("/tmp/monitor-bench-cache"))
     p.add_argument("--misses", type=Path, default=Path("/tmp/monitor-bench-misses"))
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command = "python -m bench.accuracy " + shlex.join(sys.argv[1:] if argv is None else argv)
     settings = load_settings(args.config or args.cache / "no-config.toml")
-    rules = load_rules(Path(monitor.__file__).parent / "defaults")
+    rules = load_rules(args.rules or Path(monitor.__file__).parent / "defaults")
     note = clip_note(settings)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("edited queries", total=None)

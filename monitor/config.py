@@ -88,9 +88,20 @@ class LocalSettings(_Section):
     detector: Literal["sift", "orb"] = Field("sift", description="OpenCV feature type.")
     max_features: int = Field(600, description="Keypoints kept per candidate image.")
     gallery_features: int = Field(800, description="Keypoints kept per gallery image.")
-    feature_side: int = Field(480, description="Longest side (pixels) features are computed at.")
+    feature_side: int = Field(480, description="Longest side (pixels) gallery features are "
+                              "computed at.")
+    candidate_side: int = Field(
+        480, description="Longest side (pixels) candidate features are computed at. Measured "
+        "(bench/RESULTS.md): 800 with max_features 1200 adds 1-3 points on screenshots and "
+        "chained edits for about 35 % more CPU per candidate.")
+    proposals: int = Field(
+        3, description="Rectangular sub-images (a copy pasted into a screenshot, page or meme) "
+        "checked on their own when the whole candidate has no verified hit; 0 disables.")
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
     min_inliers: int = Field(10, description="RANSAC inliers below which no match is reported.")
+    corroborate_min_inliers: int = Field(
+        6, description="Lower inlier floor for gallery images another stage (hash, CLIP) already "
+        "proposed; such weak hits flag only through a rule's [rule.corroborated] table.")
     min_agreement: float = Field(
         0.7, description="Dense check: fraction of textured gallery cells that must agree with "
         "the warped candidate (0 disables); drops series siblings that share a template.")

@@ -9,7 +9,7 @@ geometric evidence (inliers, region) backs whatever another stage proposed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,11 @@ class GalleryEntry:
     clip: np.ndarray | None
     load: Callable[[], DecodedImage]
 
+
+CANDIDATE_ONLY = {"max_features", "candidate_side", "proposals", "shortlist", "min_inliers",
+                  "corroborate_min_inliers", "min_agreement"}
+"""Local settings that only change how candidates are checked: left out of the index
+fingerprint, so changing them does not rebuild the gallery's features."""
 
 HASH_ONLY_SIDE = 512
 """Working-copy side (pixels) when only the hash stage runs: JPEG draft decodes at
@@ -162,15 +167,17 @@ class Engine:
         caller batched CLIP; ``allowed`` restricts results to those gallery ids.
         """
         hits: list[Hit] = []
+        local = self.local if self.local is not None and len(self.local_index) else None
         if self.hash is not None:
             hits += self.hash.search(self.hash.compute(image), self.hash_index)
+            if local is not None:  # dense check of each pHash hit, for corroborated rules
+                hits = [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
+                        for h in hits]
         if clip_vector is not None and self.clip is not None and self.clip_index is not None:
             hits += self.clip.search(clip_vector[None, :], self.clip_index)[0]
-        if self.local is not None and len(self.local_index):
+        if local is not None:
             proposed = sorted({h.gallery_id for h in hits})
-            features = self.local.compute(image)
-            hits += self.local.match(features, self.local_index, (image.width, image.height),
-                                     extra_ids=proposed)
+            hits += local.match_image(image, self.local_index, extra_ids=proposed)
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         return merge_hits(hits)
@@ -178,7 +185,7 @@ class Engine:
     # -- persistence ----------------------------------------------------------
     def fingerprint(self) -> str:
         """Identifies the stage settings the saved indices were built with."""
-        local = self.settings.local.model_dump_json()
+        local = self.settings.local.model_dump_json(exclude=CANDIDATE_ONLY)
         clip = self.clip.fingerprint if self.clip else "-"
         return f"v1|{local}|{clip}"
 

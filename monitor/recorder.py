@@ -89,6 +89,7 @@ def store_outcome(s: Session, ws: Workspace, cand: Candidate, o: RuleOutcome) ->
                           score=m.score)
     row.stage, row.score = m.stage, m.score
     row.distance, row.cosine, row.inliers = m.distance, m.cosine, m.inliers
+    row.agreement = m.agreement
     row.region_json = json.dumps(m.region) if m.region else None
     row.quad_json = json.dumps(m.quad) if m.quad else None
     local = m.evidence("local")

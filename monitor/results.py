@@ -36,8 +36,10 @@ class Hit:
         region: matched area on the candidate (local stage), else None.
         quad: projected gallery corners on the candidate (local stage), else None.
         mirrored: the match was found against the mirrored gallery image.
-        agreement: local stage's dense check, the fraction in [0, 1] of textured
-            gallery cells that agree with the warped candidate, else None.
+        agreement: dense check (``monitor.stages.local_dense``), the fraction in
+            [0, 1] of textured gallery cells that agree with the candidate: warped by
+            the homography (local stage) or stretched onto the gallery image as the
+            pHash matched it (hash stage, when the local stage runs); else None.
     """
 
     stage: str
@@ -85,6 +87,12 @@ class Match:
         """RANSAC inliers from the local stage, if any."""
         h = self.evidence("local")
         return h.inliers if h else None
+
+    @property
+    def agreement(self) -> float | None:
+        """The highest dense agreement among the hits (see :class:`Hit`), if any."""
+        found = [h.agreement for h in self.hits if h.agreement is not None]
+        return max(found) if found else None
 
     @property
     def region(self) -> Box | None:

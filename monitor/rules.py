@@ -13,7 +13,15 @@ A rule file holds one or more ``[[rule]]`` tables::
     allow_domains = ["partner.example"]   # hosts (and their subdomains) that hold a licence
     allow_urls = ["*/press-kit/*"]        # fnmatch patterns on the candidate URL or path
 
-A match satisfies a rule when *any* configured stage threshold is met. Rules are
+    [[rule.corroborated]]        # optional, repeatable: met when ALL of its keys hold
+    hash_max_distance = 10       # for one match (weak evidence from two sources that agree)
+    local_min_inliers = 6
+    [[rule.corroborated]]
+    hash_max_distance = 10
+    min_agreement = 0.8          # dense agreement (local stage's cell check), in [0, 1]
+
+A match satisfies a rule when *any* configured stage threshold is met, or when
+*every* threshold of one of its ``corroborated`` tables is met. Rules are
 tried violation-first, then in file order; the first satisfied rule decides.
 A candidate whose URL or path is allow-listed by a satisfied rule is ``allowed``.
 """
@@ -27,10 +35,44 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.errors import RuleError
 from monitor.results import Match, RuleOutcome, Verdict
+
+
+class Corroboration(BaseModel):
+    """Thresholds that must *all* hold for one match (at least two kinds of evidence).
+
+    Weak evidence from independent sources that agree (a pHash 4-10 bits away and a
+    homography with 6-9 inliers, or a high dense agreement, on the same gallery
+    image) is stronger than either alone; simple graphics (flags, icons) rarely
+    give a copy 10 inliers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hash_max_distance: int | None = Field(None, ge=0, le=64)
+    local_min_inliers: int | None = Field(None, ge=4)
+    clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
+    min_agreement: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _two_kinds(self) -> Corroboration:
+        given = [v for v in (self.hash_max_distance, self.local_min_inliers,
+                             self.clip_min_cosine, self.min_agreement) if v is not None]
+        if len(given) < 2:
+            raise ValueError("corroborated needs at least two kinds of evidence")
+        return self
+
+    def satisfied_by(self, match: Match) -> bool:
+        """True when ``match`` has evidence meeting every configured threshold."""
+        d, c, n, a = match.distance, match.cosine, match.inliers, match.agreement
+        return all((
+            self.hash_max_distance is None or (d is not None and d <= self.hash_max_distance),
+            self.local_min_inliers is None or (n is not None and n >= self.local_min_inliers),
+            self.clip_min_cosine is None or (c is not None and c >= self.clip_min_cosine),
+            self.min_agreement is None or (a is not None and a >= self.min_agreement)))
 
 
 class Rule(BaseModel):
@@ -45,6 +87,7 @@ class Rule(BaseModel):
     hash_max_distance: int | None = Field(None, ge=0, le=64)
     local_min_inliers: int | None = Field(None, ge=4)
     clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
+    corroborated: list[Corroboration] = Field(default_factory=list)
     allow_domains: list[str] = Field(default_factory=list)
     allow_urls: list[str] = Field(default_factory=list)
     source: str = ""
@@ -54,8 +97,11 @@ class Rule(BaseModel):
         return "*" in self.collections or collection in self.collections
 
     def satisfied_by(self, match: Match) -> bool:
-        """True when any configured stage threshold is met by ``match``'s evidence."""
+        """True when any configured stage threshold is met by ``match``'s evidence, or
+        all of the ``corroborated`` ones."""
         d, c, n = match.distance, match.cosine, match.inliers
+        if any(c.satisfied_by(match) for c in self.corroborated):
+            return True
         return bool(
             (self.hash_max_distance is not None and d is not None and d <= self.hash_max_distance)
             or (self.local_min_inliers is not None and n is not None
@@ -66,7 +112,8 @@ class Rule(BaseModel):
     def is_allow_list(self) -> bool:
         """True for a rule with an allow-list and no stage thresholds."""
         return (self.hash_max_distance is None and self.local_min_inliers is None
-                and self.clip_min_cosine is None and bool(self.allow_domains or self.allow_urls))
+                and self.clip_min_cosine is None and not self.corroborated
+                and bool(self.allow_domains or self.allow_urls))
 
     def allows(self, location: str) -> bool:
         """True when ``location`` (URL or path) is on this rule's allow-list."""

@@ -80,6 +80,8 @@ def _evidence(m) -> str:
         parts.append(f"cosine {m.cosine:.3f}")
     if m.inliers is not None:
         parts.append(f"{m.inliers} inliers")
+    if m.agreement is not None:
+        parts.append(f"dense agreement {m.agreement:.0%}")
     if m.region:
         parts.append("region " + ",".join(map(str, m.region)))
     return "; ".join(parts)

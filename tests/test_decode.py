@@ -195,7 +195,7 @@ def test_palette_transparency_equals_per_pixel_composite(transparency: str) -> N
 
 def _content_box_reference(rgb: np.ndarray) -> tuple[int, int, int, int]:
     """The trim box as first written (int16 differences to the frame median)."""
-    from monitor.decode import TRIM_EDGE, TRIM_MIN, TRIM_PASSES, TRIM_TOLERANCE
+    from monitor.trim import TRIM_EDGE, TRIM_MIN, TRIM_PASSES, TRIM_TOLERANCE
 
     h, w = rgb.shape[:2]
     x0, y0, x1, y1 = 0, 0, w, h
@@ -221,7 +221,7 @@ def _content_box_reference(rgb: np.ndarray) -> tuple[int, int, int, int]:
 def test_content_box_matches_the_reference(photos, others) -> None:
     """Pads at and around the tolerance (24 levels, half-level medians), noise and
     real photos: the cv2.inRange version finds the reference box."""
-    from monitor.decode import content_box
+    from monitor.trim import content_box
 
     rng = np.random.default_rng(3)
     cases = []

@@ -40,6 +40,26 @@ def db_rows(ws) -> dict[int, tuple[Violation, Candidate, ProtectedImage, MatchRo
     return {v.id: (v, c, p, m) for v, c, p, m in rows}
 
 
+def test_dense_agreement_recorded_and_exported(tmp_path: Path, photos, others,
+                                               monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = make_ws(tmp_path, photos, local=True)
+    populate(ws, photos, others)
+    with ws.session() as s:
+        matches = s.exec(select(MatchRow)).all()
+    assert matches and all(m.agreement is not None and 0.7 <= m.agreement <= 1.0
+                           for m in matches if m.inliers is not None)
+    doc = json.loads(write_report(ws, format="json", out=tmp_path / "v.json").read_text())
+    by_id = {m.id: m.agreement for m in matches}
+    assert sorted(r["agreement"] for r in doc["items"]) == sorted(
+        by_id[m_id] for m_id in _match_ids(ws))
+
+
+def _match_ids(ws) -> list[int]:
+    with ws.session() as s:
+        return [v.match_id for v in s.exec(select(Violation)).all()]
+
+
 def test_json_export_matches_the_database(ws, tmp_path: Path) -> None:
     path = write_report(ws, format="json", out=tmp_path / "v.json")
     doc = json.loads(path.read_text())
@@ -55,6 +75,7 @@ def test_json_export_matches_the_database(ws, tmp_path: Path) -> None:
         assert (row["protected_sha256"], row["protected_path"]) == (p.sha256, p.path)
         assert (row["http_status"], row["distance"], row["score"]) == (
             c.http_status, m.distance, m.score)
+        assert row["agreement"] == m.agreement  # None here: the local stage is off
         assert row["headers"] == (json.loads(c.headers_json) if c.headers_json else None)
         assert Path(row["evidence_file"]) == ws.data_dir / c.evidence_path
         assert hashlib.sha256(Path(row["evidence_file"]).read_bytes()).hexdigest() == c.sha256

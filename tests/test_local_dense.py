@@ -41,3 +41,21 @@ def test_scaled_copy_and_uncovered_cells(photos) -> None:
     assert agreement(thumb, (640, 427), np.ascontiguousarray(crop), np.eye(3)) >= 0.9
     blank = np.full((427, 640), 255, np.uint8)
     assert agreement(thumb, (640, 427), blank, np.eye(3)) == 0.0
+
+
+def test_aligned_agreement_any_dihedral_turn(photos) -> None:
+    from monitor.stages.local_dense import aligned_agreement
+
+    ref_gray = _gray(photos["rocket"])  # 640x427
+    thumb = thumbnail(ref_gray)
+    size = (640, 427)
+    # a smaller, turned and mirrored copy: found under one of the 8 transforms
+    copy = photos["rocket"].resize((400, 267)).transpose(Image.Transpose.ROTATE_90)
+    copy = copy.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert aligned_agreement(thumb, size, _gray(copy)) >= 0.9
+    # the plain identity-only agreement of that copy is poor: the transform search matters
+    stretch = np.diag([copy.width / 640, copy.height / 427, 1.0])
+    assert agreement(thumb, size, _gray(copy), stretch) < 0.5
+    # an unrelated photo of the same shape does not agree under any transform
+    other = _gray(photos["coffee"].resize((640, 427)))
+    assert aligned_agreement(thumb, size, other) < 0.5

@@ -142,7 +142,7 @@ def add_violation(ws: Workspace, *, quad: list | None = QUAD, region: list | Non
         s.add(cand)
         s.flush()
         m = MatchRow(candidate_id=cand.id, protected_id=p_id, stage="local", score=0.97,
-                     distance=3, cosine=0.934, inliers=142, mirrored=True,
+                     distance=3, cosine=0.934, inliers=142, agreement=0.875, mirrored=True,
                      region_json=json.dumps(region) if region else None,
                      quad_json=json.dumps(quad) if quad else None)
         s.add(m)
@@ -193,7 +193,9 @@ def test_report_shows_both_images_evidence_and_drawn_quad(ws: Workspace) -> None
     assert_outline(found, QUAD)
     assert not near_mark(np.asarray(protected)).any(), "protected image must stay unmarked"
     for words in ("pHash Hamming distance 3 of 64 bits", "cosine similarity 0.93",
-                  "142 RANSAC inliers", "mirrored copy", "0.97", "copy", "high", "open",
+                  "142 RANSAC inliers", "mirrored copy",
+                  "88% of the textured cells of the protected image agree",
+                  "0.97", "copy", "high", "open",
                   '<a href="https://pirate.example/img/astro.png">',
                   '<a href="https://pirate.example/gallery.html">', "Astronaut", "NASA"):
         assert words in html, words

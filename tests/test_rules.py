@@ -16,7 +16,8 @@ DEFAULTS = Path(__file__).resolve().parent.parent / "monitor" / "defaults"
 def _match(**evidence) -> Match:
     hits = []
     if "distance" in evidence:
-        hits.append(Hit("hash", 1, 0.9, distance=evidence["distance"]))
+        hits.append(Hit("hash", 1, 0.9, distance=evidence["distance"],
+                        agreement=evidence.get("agreement")))
     if "inliers" in evidence:
         hits.append(Hit("local", 1, 0.9, inliers=evidence["inliers"]))
     if "cosine" in evidence:
@@ -42,6 +43,23 @@ def test_thresholds_decide(tmp_path: Path) -> None:
     assert rs.judge(_match(cosine=0.95), "shop", "x.jpg").verdict == Verdict.REVIEW
 
 
+def test_corroborated_needs_every_threshold(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nhash_max_distance=3\nlocal_min_inliers=10\n'
+        '[[rule.corroborated]]\nhash_max_distance=10\nlocal_min_inliers=6\n'
+        '[[rule.corroborated]]\nhash_max_distance=10\nmin_agreement=0.8\n')
+    rs = RuleSet(load_rules(tmp_path))
+    assert rs.judge(_match(distance=8, inliers=6), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_match(distance=11, inliers=9), "a", "x.jpg") is None
+    assert rs.judge(_match(distance=8, inliers=5), "a", "x.jpg") is None
+    assert rs.judge(_match(distance=8), "a", "x.jpg") is None  # hash alone: 3 bits
+    assert rs.judge(_match(inliers=9), "a", "x.jpg") is None  # local alone: 10 inliers
+    assert rs.judge(_match(distance=3), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_match(distance=9, agreement=0.85), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_match(distance=9, agreement=0.75), "a", "x.jpg") is None
+    assert rs.judge(_match(distance=12, agreement=1.0), "a", "x.jpg") is None
+
+
 def test_allow_list(tmp_path: Path) -> None:
     (tmp_path / "r.toml").write_text(
         '[[rule]]\nname="copy"\nhash_max_distance=6\nallow_domains=["partner.example"]\n'
@@ -61,6 +79,10 @@ def test_allow_list(tmp_path: Path) -> None:
     ('[[rule]]\nverdict="review"\n', r"rule\[0\]\.name"),
     ('[[rule]\nname="x"', "not valid TOML"),
     ('[[rule]]\nname="x"\nhash_max_distance=99\n', r"rule\[0\]\.hash_max_distance"),
+    ('[[rule]]\nname="x"\n[[rule.corroborated]]\nhash_max_distance=9\n',
+     r"rule\[0\]\.corroborated\[0\]: .*at least two kinds"),
+    ('[[rule]]\nname="x"\n[[rule.corroborated]]\nhash_max_distance=9\nlocal_min_inlier=6\n',
+     r"rule\[0\]\.corroborated\[0\]\.local_min_inlier"),
 ])
 def test_invalid_rule_files(tmp_path: Path, text: str, where: str) -> None:
     (tmp_path / "bad.toml").write_text(text)

@@ -65,7 +65,13 @@ def test_features_shapes(stage: LocalStage, images: dict[str, Image.Image]) -> N
     assert f.descriptors.dtype == np.uint8 and f.descriptors.shape == (len(f), 128)
     assert 100 < len(f) <= LocalSettings().max_features
     assert f.mirror is not None and len(f.mirror) == len(f)
-    assert f.scale == pytest.approx(512 / max(f.size)) and max(f.size) == 480
+    # candidates keep up to candidate_side pixels (the 512-px photo as it is), gallery
+    # views are reduced to feature_side
+    assert max(f.size) == min(512, LocalSettings().candidate_side)
+    assert f.scale == pytest.approx(512 / max(f.size))
+    g = stage.compute(_decode(images["astronaut"]), gallery=True)
+    assert max(g.size) == LocalSettings().feature_side and g.mirror is None
+    assert g.scale == pytest.approx(512 / LocalSettings().feature_side)
 
 
 def test_self_match_covers_whole_image(stage, index, images) -> None:
@@ -185,3 +191,19 @@ def test_remove(stage, images) -> None:
     assert len(idx) == 1 and idx.features(5) == []
     hits = stage.match(stage.compute(_decode(images[GALLERY[0]])), idx, images[GALLERY[0]].size)
     assert hits == []
+
+
+def test_corroborated_ids_verified_down_to_lower_floor(images) -> None:
+    """Images proposed by another stage are verified down to ``corroborate_min_inliers``;
+    voted ones only down to ``min_inliers`` (here out of reach on purpose)."""
+    strict = LocalStage(LocalSettings(min_inliers=5000, corroborate_min_inliers=10))
+    idx = LocalIndex()
+    for gid, name in enumerate(GALLERY):
+        idx.add(gid, strict.compute(_decode(images[name]), gallery=True))
+    img = _decode(images["coffee"].rotate(90, expand=True))
+    q = strict.compute(img)
+    assert strict.match(q, idx, (img.width, img.height)) == []
+    hits = strict.match(q, idx, (img.width, img.height), extra_ids=[GALLERY.index("coffee")])
+    assert [h.gallery_id for h in hits] == [GALLERY.index("coffee")] and hits[0].inliers >= 10
+    # a stranger proposed by another stage still needs a real homography
+    assert strict.match(q, idx, (img.width, img.height), extra_ids=[GALLERY.index("rocket")]) == []

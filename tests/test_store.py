@@ -52,6 +52,7 @@ def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
     assert {"job", "fetchcache", "violationevent", "alert"} <= names
     cols = {c["name"] for c in inspect(engine).get_columns("candidate")}
     assert {"http_status", "headers_json", "source_name"} <= cols
+    assert "agreement" in {c["name"] for c in inspect(engine).get_columns("match")}  # 0003
     with engine.connect() as conn:
         from sqlalchemy import text
 

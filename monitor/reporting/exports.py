@@ -23,7 +23,7 @@ COLUMNS = (
     "protected_height", "candidate_id", "scan_id", "source", "page_url", "host",
     "candidate_sha256", "candidate_width", "candidate_height", "http_status", "headers",
     "first_seen", "last_seen", "evidence_path", "evidence_file", "stage", "score", "distance",
-    "cosine", "inliers", "mirrored", "region", "quad", "meta",
+    "cosine", "inliers", "agreement", "mirrored", "region", "quad", "meta",
 )
 """Columns of every export, in order."""
 
@@ -49,7 +49,8 @@ def item_row(ws: Workspace, item: ReportItem) -> dict[str, object]:
         "last_seen": _iso(item.last_seen), "evidence_path": item.evidence_path,
         "evidence_file": str(ws.data_dir / item.evidence_path) if item.evidence_path else None,
         "stage": item.stage, "score": item.score, "distance": item.distance,
-        "cosine": item.cosine, "inliers": item.inliers, "mirrored": item.mirrored,
+        "cosine": item.cosine, "inliers": item.inliers, "agreement": item.agreement,
+        "mirrored": item.mirrored,
         "region": item.region, "quad": item.quad, "meta": item.meta,
     }
 

@@ -72,6 +72,7 @@ class ReportItem:
     distance: int | None
     cosine: float | None
     inliers: int | None
+    agreement: float | None
     region: list[int] | None
     quad: list[list[float]] | None
     mirrored: bool
@@ -95,6 +96,9 @@ class ReportItem:
             lines.append(f"cosine similarity {self.cosine:.2f}")
         if self.inliers is not None:
             lines.append(f"{self.inliers} RANSAC inliers")
+        if self.agreement is not None:
+            lines.append(f"{self.agreement:.0%} of the textured cells of the protected image "
+                         "agree with the found image (dense check)")
         if self.mirrored:
             lines.append("mirrored copy")
         if self.region:
@@ -190,5 +194,6 @@ def _item(v: Violation, m: MatchRow, c: Candidate, p: ProtectedImage,
         protected_id=p.id, protected_path=p.path, stored_path=p.stored_path,
         protected_sha256=p.sha256, protected_size=(p.width, p.height), collection=col.name,
         meta=meta if isinstance(meta, dict) else {}, stage=m.stage, score=m.score,
-        distance=m.distance, cosine=m.cosine, inliers=m.inliers, region=_json(m.region_json),
+        distance=m.distance, cosine=m.cosine, inliers=m.inliers, agreement=m.agreement,
+        region=_json(m.region_json),
         quad=_json(m.quad_json), mirrored=m.mirrored)

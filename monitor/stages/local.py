@@ -1,27 +1,33 @@
 """Stage ``local``: keypoints, descriptor voting and RANSAC-verified homographies.
 
-Pipeline for one candidate: grey working copy at ``feature_side`` → RootSIFT
-keypoints (plus the mirrored view by descriptor permutation) → vote a shortlist
-of gallery images from the FAISS descriptor index (:class:`LocalIndex`) → for
-each shortlisted image (and each ``extra_ids`` from other stages), Lowe's ratio
-test (Lowe, IJCV 2004) on brute-force 2-NN matches, then a homography by
-MAGSAC++ (Barath et al. 2020; OpenCV ``USAC_MAGSAC``, a RANSAC of Fischler &
-Bolles 1981) with degeneracy checks. The projected gallery corners give the
-quad and the region box on the candidate, in original candidate pixels.
+Pipeline for one candidate: grey working copy at ``candidate_side`` (gallery
+images at ``feature_side``) → RootSIFT keypoints (plus the mirrored view by
+descriptor permutation) → vote a shortlist of gallery images from the FAISS
+descriptor index (:class:`LocalIndex`) → for each shortlisted image (and each
+``extra_ids`` from other stages), Lowe's ratio test (Lowe, IJCV 2004) on
+brute-force 2-NN matches, then a homography by MAGSAC++ (Barath et al. 2020;
+OpenCV ``USAC_MAGSAC``, a RANSAC of Fischler & Bolles 1981) with degeneracy
+checks. The projected gallery corners give the quad and the region box on the
+candidate, in original candidate pixels. When the whole candidate gives no hit,
+its largest rectangular sub-images (:mod:`monitor.stages.local_regions`) are
+checked alone: a copy pasted into a screenshot otherwise loses its keypoint
+budget to the interface around it.
 
 Detector choice, by measurement (series-disjoint corpus split, 100 gallery
-images × 9 edit families, 1,000 unrelated edited distractors, default rules):
-SIFT (RootSIFT) recall 0.88 overall, screenshot 0.80, combo 0.66, about 90 ms of
-CPU per query; ORB recall 0.84, screenshot 0.50, combo 0.63, about 1.7x faster.
-ORB misses the small, rescaled copies (screenshots, chains of edits), so SIFT is
-the default; ``detector = "orb"`` trades that for speed.
-Candidates and gallery images are trimmed of uniform borders first, and a
-verified homography must also pass the dense agreement check
-(:mod:`monitor.stages.local_dense`), which removes series siblings that share
-only a template or frame.
+images × 9 edit families, 1,000 unrelated edited distractors, default rules,
+candidate features at 480 px): SIFT (RootSIFT) recall 0.88 overall, screenshot
+0.80, combo 0.66, about 90 ms of CPU per query; ORB recall 0.84, screenshot
+0.50, combo 0.63, about 1.7x faster. ORB misses the small, rescaled copies
+(screenshots, chains of edits), so SIFT is the default; ``detector = "orb"``
+trades that for speed. Candidates and gallery images are trimmed of uniform
+borders first, and a verified homography must also pass the dense agreement
+check (:mod:`monitor.stages.local_dense`), which removes series siblings that
+share only a template or frame.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,11 +35,15 @@ from monitor.config import LocalSettings
 from monitor.decode import DecodedImage
 from monitor.index.local import LocalIndex
 from monitor.results import Hit
-from monitor.stages.local_dense import agreement, thumbnail
+from monitor.stages.local_dense import agreement, aligned_agreement, thumbnail
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, fit
+from monitor.stages.local_regions import proposals
 
 __all__ = ["Features", "LocalIndex", "LocalStage"]
+
+PROPOSAL_SIDE = 640
+"""Longest side (pixels) of the grey copy region proposals are searched on."""
 
 RATIO = 0.8
 """Lowe's ratio test threshold (Lowe 2004, Fig. 11: 0.8 rejects 90 % of false matches)."""
@@ -50,14 +60,17 @@ class LocalStage:
     def compute(self, image: DecodedImage, *, gallery: bool = False) -> Features:
         """Features of ``image``; candidates also carry their mirrored view.
 
-        Gallery images keep ``gallery_features`` keypoints, candidates ``max_features``.
-        Both are computed on the content with uniform borders trimmed
+        Gallery images keep ``gallery_features`` keypoints at ``feature_side`` pixels,
+        candidates ``max_features`` at ``candidate_side`` (larger, so a small copy in a
+        big candidate keeps its detail). Both are computed on the content with
+        uniform borders trimmed
         (:meth:`DecodedImage.trimmed`), so pads and blank canvas cost no resolution.
         """
         s = self.settings
-        content, offset, content_scale = image.trimmed(s.feature_side)
+        side = s.feature_side if gallery else s.candidate_side
+        content, offset, content_scale = image.trimmed(side)
         raw = np.asarray(content.convert("L"))
-        gray = feature_gray(raw, s.feature_side)
+        gray = feature_gray(raw, side)
         n = s.gallery_features if gallery else s.max_features
         pts, desc = extract(gray, s.detector, n)
         size = (gray.shape[1], gray.shape[0])
@@ -73,23 +86,25 @@ class LocalStage:
         return Features(pts, desc, size, scale, mirror, offset, gray)
 
     def verify(self, query: Features, ref: Features, gallery_id: int,
-               original_size: tuple[int, int], *, views: tuple[bool, ...] = (False, True)
-               ) -> Hit | None:
+               original_size: tuple[int, int], *, views: tuple[bool, ...] = (False, True),
+               min_inliers: int | None = None) -> Hit | None:
         """A hit when ``query`` (or its mirror) contains ``ref`` under a sane homography.
 
         ``original_size`` is the candidate's ``(width, height)`` in pixels; ``views``
         says which candidate views to try (``True`` = mirrored). Returns None below
-        ``min_inliers`` inliers or for degenerate geometry.
+        ``min_inliers`` inliers (default: the ``min_inliers`` setting), below the
+        dense agreement floor, or for degenerate geometry.
         """
+        floor = self.settings.min_inliers if min_inliers is None else min_inliers
         best = None
         for mirrored in views:
             view = query.mirror if mirrored else query
             if view is None:
                 continue
-            geo = self._geometry(view, ref)
+            geo = self._geometry(view, ref, floor)
             if geo is not None and (best is None or geo.inliers > best[1].inliers):
                 best = (mirrored, geo)
-        if best is None or best[1].inliers < self.settings.min_inliers:
+        if best is None or best[1].inliers < floor:
             return None
         mirrored, geo = best
         view = query.mirror if mirrored else query
@@ -100,11 +115,11 @@ class LocalStage:
             return None
         return self._hit(geo, mirrored, query, gallery_id, original_size, agree)
 
-    def _geometry(self, view: Features, ref: Features) -> Geometry | None:
+    def _geometry(self, view: Features, ref: Features, floor: int) -> Geometry | None:
         if len(view) < 4 or len(ref) < 4:
             return None
         qi, ri = ratio_matches(view.descriptors, ref.descriptors, RATIO)
-        if len(qi) < self.settings.min_inliers:
+        if len(qi) < max(floor, 4):
             return None
         return fit(ref.keypoints[ri], view.keypoints[qi], ref.size, view.size, ref.keypoints)
 
@@ -131,29 +146,77 @@ class LocalStage:
         """
         return float(1.0 - 2.0 ** (-inliers / max(self.settings.min_inliers, 1)))
 
+    def aligned(self, image: DecodedImage, index: LocalIndex, gallery_id: int) -> float | None:
+        """Dense agreement of the candidate's whole trimmed content with gallery image
+        ``gallery_id``, under the best dihedral transform
+        (:func:`~monitor.stages.local_dense.aligned_agreement`): the check for a pHash
+        hit that no homography backs. None when the image has no thumbnail or no
+        textured cell."""
+        content = image.trimmed(self.settings.feature_side)[0]
+        gray = feature_gray(np.asarray(content.convert("L")), self.settings.feature_side)
+        found = [aligned_agreement(ref.image, ref.size, gray)
+                 for ref in index.features(gallery_id) if ref.image is not None]
+        found = [a for a in found if a is not None]
+        return max(found) if found else None
+
+    def match_image(self, image: DecodedImage, index: LocalIndex,
+                    extra_ids: list[int] | None = None) -> list[Hit]:
+        """Verified hits for a decoded candidate, best first (see :meth:`match`).
+
+        When the whole candidate gives no hit of ``min_inliers``, up to ``proposals``
+        rectangular sub-images (:func:`~monitor.stages.local_regions.proposals`: a
+        copy pasted into a screenshot or page) are checked on their own, largest
+        first, until one does; regions and quads stay in the candidate's original
+        pixels.
+        """
+        size, strong = (image.width, image.height), self.settings.min_inliers
+        hits = self.match(self.compute(image), index, size, extra_ids)
+        if any(h.inliers >= strong for h in hits) or not self.settings.proposals:
+            return hits
+        work = image.scaled(PROPOSAL_SIDE)
+        f = image.image.width / work.width  # proposal pixels → working-copy pixels
+        for x0, y0, x1, y1 in proposals(np.asarray(work.convert("L")), self.settings.proposals):
+            box = (round(x0 * f), round(y0 * f), round(x1 * f), round(y1 * f))
+            found = self.match(self._sub_features(image, box), index, size, extra_ids)
+            if any(h.inliers >= strong for h in found):
+                return _best_per_image(found + hits)
+        return hits
+
+    def _sub_features(self, image: DecodedImage, box: tuple[int, int, int, int]) -> Features:
+        """Candidate features of the working-copy region ``box``, placed in original pixels."""
+        back = image.width / image.image.width  # working → original pixels
+        crop = image.image.crop(box)
+        sub = DecodedImage(image=crop, width=max(1, round(crop.width * back)),
+                           height=max(1, round(crop.height * back)), format=image.format,
+                           frames=image.frames, sha256=image.sha256, size_bytes=image.size_bytes)
+        f = self.compute(sub)
+        offset = (f.offset[0] + box[0] * back, f.offset[1] + box[1] * back)
+        return replace(f, offset=offset)
+
     def match(self, query: Features, index: LocalIndex, original_size: tuple[int, int],
               extra_ids: list[int] | None = None) -> list[Hit]:
         """Verified hits for ``query``: the voted shortlist plus ``extra_ids``, best first.
 
         Shortlisted images are verified in the view (plain or mirrored) that voted for
-        them; ``extra_ids`` in both.
+        them, down to ``min_inliers``; ``extra_ids`` (proposed by another stage) in both
+        views, down to ``corroborate_min_inliers``: such a weak hit only counts where a
+        rule asks for corroborated evidence (:class:`monitor.rules.Corroboration`).
         """
         todo: dict[int, set[bool]] = {}
         for (gid, mirrored), _ in self.shortlist(query, index):
             todo.setdefault(gid, set()).add(mirrored)
-        for gid in extra_ids or []:
-            todo[int(gid)] = {False, True}
-        hits = []
+        extra = {int(g) for g in extra_ids or []}
+        for gid in extra:
+            todo[gid] = {False, True}
+        s, hits = self.settings, []
         for gid, views in todo.items():
+            floor = min(s.min_inliers, s.corroborate_min_inliers) if gid in extra else None
             for ref in index.features(gid):
-                hit = self.verify(query, ref, gid, original_size, views=tuple(sorted(views)))
+                hit = self.verify(query, ref, gid, original_size, views=tuple(sorted(views)),
+                                  min_inliers=floor)
                 if hit is not None:
                     hits.append(hit)
-        best: dict[int, Hit] = {}
-        for h in hits:
-            if h.gallery_id not in best or h.inliers > best[h.gallery_id].inliers:
-                best[h.gallery_id] = h
-        return sorted(best.values(), key=lambda h: (-h.score, -h.inliers, h.gallery_id))
+        return _best_per_image(hits)
 
     def shortlist(self, query: Features, index: LocalIndex
                   ) -> list[tuple[tuple[int, bool], float]]:
@@ -168,6 +231,15 @@ class LocalStage:
                 ranked += [((gid, mirrored), v) for gid, v in found]
         ranked.sort(key=lambda kv: -kv[1])
         return ranked[:self.settings.shortlist]
+
+
+def _best_per_image(hits: list[Hit]) -> list[Hit]:
+    """The hit with most inliers per gallery image, best first."""
+    best: dict[int, Hit] = {}
+    for h in hits:
+        if h.gallery_id not in best or h.inliers > best[h.gallery_id].inliers:
+            best[h.gallery_id] = h
+    return sorted(best.values(), key=lambda h: (-h.score, -h.inliers, h.gallery_id))
 
 
 def ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,14 @@ contrast changes, so colour filters do not matter) with the warped candidate
 exceeds :data:`CELL_NCC`. Cells the candidate does not cover (crops) are not
 counted. A copy with a text or emoji overlay keeps most cells; a sibling that
 shares only a frame or template does not.
+
+:func:`aligned_agreement` asks the same of a pHash hit, where no keypoints gave a
+homography (simple graphics: flags, icons): the candidate's trimmed content is
+stretched onto the gallery thumbnail under each of the 8 dihedral transforms, as
+the hash matched it, and the best agreement is kept. On the benchmark split
+(``bench.accuracy --gallery 100 --distractors 1000 --seed 5``), 73 % of the 498
+true pHash hits within 12 bits scored 0.8 or more (50 % of the 201 at 4-12 bits);
+the 67 hits on the wrong gallery image scored at most 0.55.
 """
 
 from __future__ import annotations
@@ -78,3 +86,22 @@ def agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarra
             if denom > 0 and float((da * db).sum()) / denom > CELL_NCC:
                 agree += 1
     return agree / counted if counted else None
+
+
+def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray
+                      ) -> float | None:
+    """Best :func:`agreement` of ``candidate`` ``(H, W) uint8`` stretched onto the whole
+    gallery thumbnail, over the 8 dihedral transforms (D4: 4 turns × mirror).
+
+    ``candidate`` is the trimmed content of the candidate (any size); ``thumb`` and
+    ``ref_size`` as in :func:`agreement`. None when no transform leaves a cell to judge.
+    """
+    best = None
+    for k in range(8):
+        view = np.rot90(candidate, k % 4)
+        view = np.ascontiguousarray(view[:, ::-1] if k >= 4 else view)
+        stretch = np.diag([view.shape[1] / ref_size[0], view.shape[0] / ref_size[1], 1.0])
+        a = agreement(thumb, ref_size, view, stretch)
+        if a is not None and (best is None or a > best):
+            best = a
+    return best

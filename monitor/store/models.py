@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """Alembic head revision this code was written against."""
 
 
@@ -108,6 +108,7 @@ class MatchRow(SQLModel, table=True):
     distance: int | None = None
     cosine: float | None = None
     inliers: int | None = None
+    agreement: float | None = None
     region_json: str | None = None
     quad_json: str | None = None
     mirrored: bool = False

@@ -1,0 +1,81 @@
+"""Region proposals and the local stage's second look at them, on real photos (skimage.data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from monitor.config import LocalSettings
+from monitor.stages.local import LocalIndex, LocalStage
+from monitor.stages.local_regions import iou, proposals
+from tests.test_stage_local import GALLERY, _decode, _rgb
+
+CLUTTER = ("camera", "coins", "page", "horse", "retina", "hubble_deep_field")
+PASTE = (1300, 450)
+
+
+def _page(copy_side: int, name: str | None = "coffee"
+          ) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A 1800×1100 'page' of six unrelated real photos with ``name`` (None: nothing)
+    pasted small on it; returns the page and the pasted box in its pixels."""
+    canvas = Image.new("RGB", (1800, 1100), (250, 250, 250))
+    for k, other in enumerate(CLUTTER):
+        tile = _rgb(other)
+        tile.thumbnail((560, 520))
+        canvas.paste(tile, ((k % 3) * 600 + 10, (k // 3) * 560 + 10))
+    if name is None:
+        return canvas, (0, 0, 0, 0)
+    copy = _rgb(name)
+    copy.thumbnail((copy_side, copy_side))
+    canvas.paste(copy, PASTE)
+    return canvas, (PASTE[0], PASTE[1], PASTE[0] + copy.width, PASTE[1] + copy.height)
+
+
+@pytest.fixture(scope="module")
+def settings() -> LocalSettings:
+    # candidate features at the gallery's 480 px, so the whole-page pass alone misses
+    return LocalSettings(candidate_side=480, max_features=600, proposals=3)
+
+
+@pytest.fixture(scope="module")
+def index(settings: LocalSettings) -> LocalIndex:
+    stage, idx = LocalStage(settings), LocalIndex()
+    for gid, name in enumerate(GALLERY):
+        idx.add(gid, stage.compute(_decode(_rgb(name)), gallery=True))
+    return idx
+
+
+def test_pasted_photo_is_proposed() -> None:
+    # a screenshot-like page: a strip of real text above, the photo pasted below it
+    page = Image.new("RGB", (900, 600), (245, 245, 245))
+    page.paste(_rgb("page").resize((860, 150)), (20, 20))
+    page.paste(_rgb("chelsea").resize((300, 200)), (420, 250))
+    boxes = proposals(np.asarray(page.convert("L")))
+    assert boxes and max(iou(b, (420, 250, 720, 450)) for b in boxes) > 0.9
+
+
+def test_no_proposals_on_flat_or_tiny_images() -> None:
+    assert proposals(np.full((400, 600), 200, np.uint8)) == []
+    assert proposals(np.asarray(_rgb("camera").convert("L").resize((60, 60)))) == []
+    assert proposals(np.asarray(_rgb("camera").convert("L")), limit=0) == []
+
+
+def test_small_copy_found_only_through_proposals(settings, index) -> None:
+    page, box = _page(200)
+    image = _decode(page)
+    without = LocalStage(settings.model_copy(update={"proposals": 0}))
+    assert without.match_image(image, index) == []
+    hits = LocalStage(settings).match_image(image, index)
+    assert hits and hits[0].gallery_id == GALLERY.index("coffee")
+    # the region is reported in the page's pixels, not the proposal's
+    assert np.allclose(hits[0].region, box, atol=4)
+
+
+def test_page_of_strangers_stays_unmatched(settings, index) -> None:
+    page, _ = _page(0, name=None)
+    image = _decode(page)
+    stage = LocalStage(settings)
+    work = image.scaled(640)
+    assert proposals(np.asarray(work.convert("L")))  # the tiles were looked at on their own
+    assert stage.match_image(image, index) == []
