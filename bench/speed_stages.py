@@ -127,8 +127,7 @@ def bench_local(files: list[Path], stage, index, repeats: int) -> dict[str, Timi
     from PIL import Image
 
     def local(p: Path) -> None:
-        image = decode_file(p, FULL)
-        stage.match(stage.compute(image), index, (image.width, image.height))
+        stage.match_image(decode_file(p, FULL), index)  # with region proposals on a miss
 
     return time_interleaved(files, {"baseline": lambda p: imagehash.phash(Image.open(p)),
                                     "local": local}, repeats, warmup=1)
