@@ -101,7 +101,7 @@ class LocalSettings(_Section):
     min_inliers: int = Field(10, description="RANSAC inliers below which no match is reported.")
     corroborate_min_inliers: int = Field(
         6, description="Lower inlier floor for gallery images another stage (hash, CLIP) already "
-        "proposed; such weak hits flag only through a rule's [rule.corroborated] table.")
+        "proposed; such weak hits flag only through a rule's [[rule.corroborated]] tables.")
     min_agreement: float = Field(
         0.7, description="Dense check: fraction of textured gallery cells that must agree with "
         "the warped candidate (0 disables); drops series siblings that share a template.")

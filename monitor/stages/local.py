@@ -15,14 +15,16 @@ budget to the interface around it.
 
 Detector choice, by measurement (series-disjoint corpus split, 100 gallery
 images × 9 edit families, 1,000 unrelated edited distractors, default rules,
-candidate features at 480 px): SIFT (RootSIFT) recall 0.88 overall, screenshot
-0.80, combo 0.66, about 90 ms of CPU per query; ORB recall 0.84, screenshot
-0.50, combo 0.63, about 1.7x faster. ORB misses the small, rescaled copies
-(screenshots, chains of edits), so SIFT is the default; ``detector = "orb"``
-trades that for speed. Candidates and gallery images are trimmed of uniform
-borders first, and a verified homography must also pass the dense agreement
-check (:mod:`monitor.stages.local_dense`), which removes series siblings that
-share only a template or frame.
+before region proposals and relaxed thresholds): SIFT (RootSIFT) recall 0.88
+overall, screenshot 0.80, combo 0.66, about 90 ms of CPU per query; ORB recall
+0.84, screenshot 0.50, combo 0.63, about 1.7x faster. ORB misses the small,
+rescaled copies (screenshots, chains of edits), so SIFT is the default;
+``detector = "orb"`` trades that for speed. Candidates and gallery images are
+trimmed of uniform borders first, keypoint-poor images get relaxed SIFT
+thresholds (:mod:`monitor.stages.local_features`), and a verified homography
+must also pass the dense agreement check (:mod:`monitor.stages.local_dense`),
+which removes series siblings that share only a template or frame. Current
+figures: ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
