@@ -96,9 +96,12 @@ class Match:
 
     @property
     def region(self) -> Box | None:
-        """Matched region on the candidate from the local stage, if any."""
+        """Matched region on the candidate: the local stage's, else the sub-image a
+        pHash hit came from (``monitor.stages.local_regions``), if any."""
         h = self.evidence("local")
-        return h.region if h else None
+        if h is not None and h.region is not None:
+            return h.region
+        return next((x.region for x in self.hits if x.region is not None), None)
 
     @property
     def quad(self) -> Quad | None:

@@ -79,3 +79,54 @@ def test_page_of_strangers_stays_unmatched(settings, index) -> None:
     work = image.scaled(640)
     assert proposals(np.asarray(work.convert("L")))  # the tiles were looked at on their own
     assert stage.match_image(image, index) == []
+
+
+def _pillarboxed(name: str, slot: tuple[int, int]) -> Image.Image:
+    """``name`` fitted into a black ``slot`` (bars left and right), as a feed does."""
+    photo = _rgb(name)
+    photo.thumbnail((10_000, slot[1]))
+    out = Image.new("RGB", slot, (0, 0, 0))
+    out.paste(photo, ((slot[0] - photo.width) // 2, 0))
+    return out
+
+
+def test_unbarred_strips_side_bars_and_page_margin() -> None:
+    from monitor.stages.local_regions import unbarred
+
+    page = Image.new("RGB", (700, 400), (245, 245, 245))
+    page.paste(_pillarboxed("coffee", (400, 200)), (150, 100))
+    # a proposal box a couple of pixels larger than the slot, as Canny contours give
+    box = (148, 98, 552, 302)
+    x0, y0, x1, y1 = unbarred(np.asarray(page.crop(box)), box)
+    photo_w = round(_rgb("coffee").width * 200 / _rgb("coffee").height)
+    assert abs(x0 - (150 + (400 - photo_w) // 2)) <= 3 and abs(x1 - (x0 + photo_w)) <= 3
+    assert (y0, y1) == (100, 300)  # only the page margin goes above and below
+    assert unbarred(np.full((50, 80, 3), 9, np.uint8), (0, 0, 80, 50)) == (0, 0, 80, 50)
+
+
+def test_region_pasted_whole_found_by_its_phash() -> None:
+    """A copy pasted whole into a page (pillarboxed) with the local stage unable to
+    decide: the pHash of the proposed sub-image finds it, with its dense check."""
+    from monitor.config import Settings
+    from monitor.engine import Engine, GalleryEntry
+    from monitor.stages.hash import HashStage
+
+    settings = Settings(clip={"enabled": False},
+                        local={"min_inliers": 5000, "corroborate_min_inliers": 5000})
+    engine, hasher = Engine(settings), HashStage()
+    for gid, name in enumerate(GALLERY):
+        image = _decode(_rgb(name))
+        engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i),
+                   image)
+    page = Image.new("RGB", (1200, 800), (245, 245, 245))
+    page.paste(_rgb("page").resize((1100, 150)), (50, 20))
+    page.paste(_pillarboxed("rocket", (640, 300)), (280, 300))
+    matches = engine.match(_decode(page))
+    assert matches and matches[0].gallery_id == GALLERY.index("rocket")
+    top = matches[0]
+    assert top.inliers is None and top.distance is not None and top.distance <= 10
+    assert top.agreement is not None and top.agreement >= 0.8
+    rocket_w = round(_rgb("rocket").width * 300 / _rgb("rocket").height)
+    x0, y0, x1, y1 = top.region
+    assert abs(x0 - (280 + (640 - rocket_w) // 2)) <= 6 and abs(y0 - 300) <= 6
+    assert abs(x1 - x0 - rocket_w) <= 8 and abs(y1 - 600) <= 6

@@ -207,3 +207,12 @@ def test_corroborated_ids_verified_down_to_lower_floor(images) -> None:
     assert [h.gallery_id for h in hits] == [GALLERY.index("coffee")] and hits[0].inliers >= 10
     # a stranger proposed by another stage still needs a real homography
     assert strict.match(q, idx, (img.width, img.height), extra_ids=[GALLERY.index("rocket")]) == []
+
+
+def test_gallery_without_keypoints_matches_nothing(stage) -> None:
+    """A gallery of flat images (no keypoint at all) must not break the vote search."""
+    idx = LocalIndex()
+    idx.add(0, stage.compute(_decode(Image.new("RGB", (300, 200), (90, 140, 200))), gallery=True))
+    assert idx.descriptor_count == 0
+    img = _decode(_rgb("coffee"))
+    assert stage.match_image(img, idx) == []

@@ -93,8 +93,8 @@ class LocalIndex:
         the ``k``-th neighbour; Jégou et al. 2010 style soft assignment), so
         descriptors common to many images vote little.
         """
-        if not self._views or not len(query):
-            return []
+        if not self._views or not len(query) or not self.descriptor_count:
+            return []  # e.g. a gallery of flat images without a single keypoint
         votes = self.votes(query, k)
         order = np.argsort(-votes[:, 1], kind="stable")[:top]
         return [(int(votes[i, 0]), float(votes[i, 1])) for i in order if votes[i, 1] > 0]

@@ -40,12 +40,9 @@ from monitor.results import Hit
 from monitor.stages.local_dense import agreement, aligned_agreement, thumbnail
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, fit
-from monitor.stages.local_regions import proposals
+from monitor.stages.local_regions import regions
 
 __all__ = ["Features", "LocalIndex", "LocalStage"]
-
-PROPOSAL_SIDE = 640
-"""Longest side (pixels) of the grey copy region proposals are searched on."""
 
 RATIO = 0.8
 """Lowe's ratio test threshold (Lowe 2004, Fig. 11: 0.8 rejects 90 % of false matches)."""
@@ -173,27 +170,15 @@ class LocalStage:
         """
         size, strong = (image.width, image.height), self.settings.min_inliers
         hits = self.match(self.compute(image), index, size, extra_ids)
-        if any(h.inliers >= strong for h in hits) or not self.settings.proposals:
+        if any(h.inliers >= strong for h in hits):
             return hits
-        work = image.scaled(PROPOSAL_SIDE)
-        f = image.image.width / work.width  # proposal pixels → working-copy pixels
-        for x0, y0, x1, y1 in proposals(np.asarray(work.convert("L")), self.settings.proposals):
-            box = (round(x0 * f), round(y0 * f), round(x1 * f), round(y1 * f))
-            found = self.match(self._sub_features(image, box), index, size, extra_ids)
+        for region in regions(image, self.settings.proposals):
+            f = self.compute(region.image)
+            f = replace(f, offset=(f.offset[0] + region.offset[0], f.offset[1] + region.offset[1]))
+            found = self.match(f, index, size, extra_ids)
             if any(h.inliers >= strong for h in found):
                 return _best_per_image(found + hits)
         return hits
-
-    def _sub_features(self, image: DecodedImage, box: tuple[int, int, int, int]) -> Features:
-        """Candidate features of the working-copy region ``box``, placed in original pixels."""
-        back = image.width / image.image.width  # working → original pixels
-        crop = image.image.crop(box)
-        sub = DecodedImage(image=crop, width=max(1, round(crop.width * back)),
-                           height=max(1, round(crop.height * back)), format=image.format,
-                           frames=image.frames, sha256=image.sha256, size_bytes=image.size_bytes)
-        f = self.compute(sub)
-        offset = (f.offset[0] + box[0] * back, f.offset[1] + box[1] * back)
-        return replace(f, offset=offset)
 
     def match(self, query: Features, index: LocalIndex, original_size: tuple[int, int],
               extra_ids: list[int] | None = None) -> list[Hit]:

@@ -17,7 +17,11 @@ image. Overlapping boxes (IoU above :data:`MAX_IOU`) keep the larger one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from monitor.decode import DecodedImage
 
 Box = tuple[int, int, int, int]
 """``(x0, y0, x1, y1)`` in pixels of the image the proposals were found on."""
@@ -34,6 +38,45 @@ MAX_IOU = 0.7
 """Proposals overlapping a larger kept one by more than this are dropped."""
 CANNY = (40, 120)
 """Canny hysteresis thresholds (grey levels of 255)."""
+PROPOSAL_SIDE = 640
+"""Longest side (pixels) of the grey copy region proposals are searched on."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangular sub-image of a candidate, to be checked as a candidate of its own.
+
+    Attributes:
+        image: the sub-image; its ``width``/``height`` are in the candidate's
+            original pixels, like any decoded image's.
+        offset: ``(x, y)`` of its top-left corner in the candidate's original pixels.
+        box: ``(x0, y0, x1, y1)`` in the candidate's original pixels.
+    """
+
+    image: DecodedImage
+    offset: tuple[float, float]
+    box: Box
+
+
+def regions(image: DecodedImage, limit: int) -> list[Region]:
+    """The ``limit`` largest rectangular :func:`proposals` of ``image``, largest first."""
+    if limit <= 0:
+        return []
+    work = image.scaled(PROPOSAL_SIDE)
+    to_work = image.image.width / work.width  # proposal pixels → working-copy pixels
+    back = image.width / image.image.width  # working-copy → original pixels
+    out = []
+    for x0, y0, x1, y1 in proposals(np.asarray(work.convert("L")), limit):
+        box = (round(x0 * to_work), round(y0 * to_work), round(x1 * to_work), round(y1 * to_work))
+        box = unbarred(np.asarray(image.image.crop(box)), box)
+        crop = image.image.crop(box)
+        sub = DecodedImage(image=crop, width=max(1, round(crop.width * back)),
+                           height=max(1, round(crop.height * back)), format=image.format,
+                           frames=image.frames, sha256=image.sha256, size_bytes=image.size_bytes)
+        original = tuple(min(round(v * back), lim) for v, lim in
+                         zip(box, (image.width, image.height) * 2, strict=True))
+        out.append(Region(sub, (box[0] * back, box[1] * back), original))
+    return out
 
 
 def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
@@ -64,6 +107,38 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
         if len(kept) == limit:
             break
     return kept
+
+
+BAR_TOLERANCE = 24
+"""Grey-level deviation (of 255) within which a bar's pixels count as one colour."""
+BAR_FILL = 0.97
+"""Fraction of a line's pixels that must be of its colour (the proposal box may
+include a pixel or two of the page around the bar)."""
+
+
+def unbarred(rgb: np.ndarray, box: Box) -> Box:
+    """``box`` without the uniform bars along any of its sides (letterbox and pillarbox
+    bars added when a picture was fitted into a slot), given its pixels ``rgb``
+    ``(H, W, 3) uint8``. Unlike the all-round trim of :mod:`monitor.trim`, each side
+    has its own colour, so black bars left and right of content touching the top
+    and bottom edges go too. ``box`` itself when stripping would leave under half.
+    """
+    grey = rgb.astype(np.int16).mean(axis=2)
+
+    def uniform(lines: np.ndarray) -> np.ndarray:  # (n, len) → one flag per line
+        dev = np.abs(lines - np.median(lines, axis=1, keepdims=True))
+        return (dev <= BAR_TOLERANCE).mean(axis=1) >= BAR_FILL
+
+    cols, rows = uniform(grey.T), uniform(grey)
+    left = int(np.argmin(cols)) if not cols.all() else 0
+    right = int(np.argmin(cols[::-1])) if not cols.all() else 0
+    top = int(np.argmin(rows)) if not rows.all() else 0
+    bottom = int(np.argmin(rows[::-1])) if not rows.all() else 0
+    h, w = grey.shape
+    if (w - left - right) < w / 2 or (h - top - bottom) < h / 2:
+        return box
+    x0, y0 = box[0], box[1]
+    return (x0 + left, y0 + top, x0 + w - right, y0 + h - bottom)
 
 
 def iou(a: Box, b: Box) -> float:
