@@ -20,8 +20,10 @@ import hashlib
 import io
 import math
 import warnings
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,6 +36,8 @@ from monitor.errors import (
     UnsupportedFormat,
 )
 from monitor.trim import TRIM_SIDE, content_box
+
+T = TypeVar("T")
 
 RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF", "ICO", "PPM", "TGA")
 """Formats Pillow may open; anything else (EPS, PDF, PSD, ...) is refused."""
@@ -172,9 +176,13 @@ class DecodedImage:
 
     def gray(self, side: int) -> np.ndarray:
         """``(H, W) uint8`` greyscale of :meth:`scaled` (cached)."""
-        key = ("gray", side)
+        return self.derived(("gray", side), lambda: np.asarray(self.scaled(side).convert("L")))
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, computed once per image and kept under ``key`` (views the stages
+        derive from this image, such as region proposals, shared between stages)."""
         if key not in self._cache:
-            self._cache[key] = np.asarray(self.scaled(side).convert("L"))
+            self._cache[key] = make()
         return self._cache[key]
 
 

@@ -41,7 +41,34 @@ from monitor.errors import RuleError
 from monitor.results import Match, RuleOutcome, Verdict
 
 
-class Corroboration(BaseModel):
+class _Thresholds(BaseModel):
+    """Per-stage thresholds, each optional (None: that evidence is not asked for)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hash_max_distance: int | None = Field(None, ge=0, le=64)
+    local_min_inliers: int | None = Field(None, ge=4)
+    clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
+
+    def configured(self) -> int:
+        """How many thresholds are set."""
+        return sum(v is not None for v in (self.hash_max_distance, self.local_min_inliers,
+                                           self.clip_min_cosine))
+
+    def checks(self, match: Match) -> list[bool]:
+        """Whether ``match`` meets each *configured* threshold, in field order."""
+        d, c, n = match.distance, match.cosine, match.inliers
+        out = []
+        if self.hash_max_distance is not None:
+            out.append(d is not None and d <= self.hash_max_distance)
+        if self.local_min_inliers is not None:
+            out.append(n is not None and n >= self.local_min_inliers)
+        if self.clip_min_cosine is not None:
+            out.append(c is not None and c >= self.clip_min_cosine)
+        return out
+
+
+class Corroboration(_Thresholds):
     """Thresholds that must *all* hold for one match (at least two kinds of evidence).
 
     Weak evidence from independent sources that agree (a pHash 4-10 bits away and a
@@ -50,43 +77,37 @@ class Corroboration(BaseModel):
     give a copy 10 inliers.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    hash_max_distance: int | None = Field(None, ge=0, le=64)
-    local_min_inliers: int | None = Field(None, ge=4)
-    clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
     min_agreement: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _two_kinds(self) -> Corroboration:
-        given = [v for v in (self.hash_max_distance, self.local_min_inliers,
-                             self.clip_min_cosine, self.min_agreement) if v is not None]
-        if len(given) < 2:
+        if self.configured() < 2:
             raise ValueError("corroborated needs at least two kinds of evidence")
         return self
 
+    def configured(self) -> int:
+        """How many thresholds are set, the dense agreement's included."""
+        return super().configured() + (self.min_agreement is not None)
+
+    def checks(self, match: Match) -> list[bool]:
+        """The stage thresholds' checks plus the dense agreement's, if configured."""
+        out = super().checks(match)
+        if self.min_agreement is not None:
+            out.append(match.agreement is not None and match.agreement >= self.min_agreement)
+        return out
+
     def satisfied_by(self, match: Match) -> bool:
         """True when ``match`` has evidence meeting every configured threshold."""
-        d, c, n, a = match.distance, match.cosine, match.inliers, match.agreement
-        return all((
-            self.hash_max_distance is None or (d is not None and d <= self.hash_max_distance),
-            self.local_min_inliers is None or (n is not None and n >= self.local_min_inliers),
-            self.clip_min_cosine is None or (c is not None and c >= self.clip_min_cosine),
-            self.min_agreement is None or (a is not None and a >= self.min_agreement)))
+        return all(self.checks(match))
 
 
-class Rule(BaseModel):
+class Rule(_Thresholds):
     """One validated rule (see the module docstring for the file format)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     collections: list[str] = Field(default_factory=lambda: ["*"])
     verdict: Literal["violation", "review"] = "violation"
     severity: str = "high"
-    hash_max_distance: int | None = Field(None, ge=0, le=64)
-    local_min_inliers: int | None = Field(None, ge=4)
-    clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
     corroborated: list[Corroboration] = Field(default_factory=list)
     allow_domains: list[str] = Field(default_factory=list)
     allow_urls: list[str] = Field(default_factory=list)
@@ -98,21 +119,12 @@ class Rule(BaseModel):
 
     def satisfied_by(self, match: Match) -> bool:
         """True when any configured stage threshold is met by ``match``'s evidence, or
-        all of the ``corroborated`` ones."""
-        d, c, n = match.distance, match.cosine, match.inliers
-        if any(c.satisfied_by(match) for c in self.corroborated):
-            return True
-        return bool(
-            (self.hash_max_distance is not None and d is not None and d <= self.hash_max_distance)
-            or (self.local_min_inliers is not None and n is not None
-                and n >= self.local_min_inliers)
-            or (self.clip_min_cosine is not None and c is not None and c >= self.clip_min_cosine)
-        )
+        all of one ``corroborated`` table's."""
+        return any(self.checks(match)) or any(t.satisfied_by(match) for t in self.corroborated)
 
     def is_allow_list(self) -> bool:
         """True for a rule with an allow-list and no stage thresholds."""
-        return (self.hash_max_distance is None and self.local_min_inliers is None
-                and self.clip_min_cosine is None and not self.corroborated
+        return (not self.configured() and not self.corroborated
                 and bool(self.allow_domains or self.allow_urls))
 
     def allows(self, location: str) -> bool:

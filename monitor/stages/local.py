@@ -151,8 +151,9 @@ class LocalStage:
         (:func:`~monitor.stages.local_dense.aligned_agreement`): the check for a pHash
         hit that no homography backs. None when the image has no thumbnail or no
         textured cell."""
-        content = image.trimmed(self.settings.feature_side)[0]
-        gray = feature_gray(np.asarray(content.convert("L")), self.settings.feature_side)
+        side = self.settings.feature_side
+        gray = image.derived(("aligned", side), lambda: feature_gray(
+            np.asarray(image.trimmed(side)[0].convert("L")), side))
         found = [aligned_agreement(ref.image, ref.size, gray)
                  for ref in index.features(gallery_id) if ref.image is not None]
         found = [a for a in found if a is not None]

@@ -59,9 +59,14 @@ class Region:
 
 
 def regions(image: DecodedImage, limit: int) -> list[Region]:
-    """The ``limit`` largest rectangular :func:`proposals` of ``image``, largest first."""
+    """The ``limit`` largest rectangular :func:`proposals` of ``image``, largest first
+    (computed once per image: the local and hash checks of sub-images share them)."""
     if limit <= 0:
         return []
+    return image.derived(("regions", limit), lambda: _regions(image, limit))
+
+
+def _regions(image: DecodedImage, limit: int) -> list[Region]:
     work = image.scaled(PROPOSAL_SIDE)
     to_work = image.image.width / work.width  # proposal pixels → working-copy pixels
     back = image.width / image.image.width  # working-copy → original pixels
