@@ -102,6 +102,12 @@ class LocalSettings(_Section):
     corroborate_min_inliers: int = Field(
         6, description="Lower inlier floor for gallery images another stage (hash, CLIP) already "
         "proposed; such weak hits flag only through a rule's [[rule.corroborated]] tables.")
+    crop_min_agreement: float = Field(
+        0.9, description="Crop placement: a voted gallery image no homography verified is "
+        "searched for the candidate as a crop of it (scale and position by template "
+        "matching); kept when this fraction of textured cells agree (0 disables). For plain "
+        "graphics too poor in keypoints; such hits flag through a rule's local_min_agreement.")
+    crop_checks: int = Field(3, description="Voted gallery images tried for a crop placement.")
     min_agreement: float = Field(
         0.7, description="Dense check: fraction of textured gallery cells that must agree with "
         "the warped candidate (0 disables); drops series siblings that share a template.")

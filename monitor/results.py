@@ -95,6 +95,13 @@ class Match:
         return max(found) if found else None
 
     @property
+    def placement(self) -> float | None:
+        """Dense agreement of a local-stage crop placement (a local hit without inliers:
+        ``LocalStage.placements``), if any."""
+        h = self.evidence("local")
+        return h.agreement if h is not None and h.inliers is None else None
+
+    @property
     def region(self) -> Box | None:
         """Matched region on the candidate: the local stage's, else the sub-image a
         pHash hit came from (``monitor.stages.local_regions``), if any."""

@@ -10,6 +10,8 @@ A rule file holds one or more ``[[rule]]`` tables::
     hash_max_distance = 6        # pHash Hamming distance, bits of 64 (omit: stage ignored)
     local_min_inliers = 16       # RANSAC inliers
     clip_min_cosine = 0.95       # cosine similarity
+    crop_min_agreement = 0.9     # dense agreement of a crop placement (local stage, plain
+                                 # graphics too poor in keypoints for a homography)
     allow_domains = ["partner.example"]   # hosts (and their subdomains) that hold a licence
     allow_urls = ["*/press-kit/*"]        # fnmatch patterns on the candidate URL or path
 
@@ -49,11 +51,12 @@ class _Thresholds(BaseModel):
     hash_max_distance: int | None = Field(None, ge=0, le=64)
     local_min_inliers: int | None = Field(None, ge=4)
     clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
+    crop_min_agreement: float | None = Field(None, ge=0.0, le=1.0)
 
     def configured(self) -> int:
         """How many thresholds are set."""
         return sum(v is not None for v in (self.hash_max_distance, self.local_min_inliers,
-                                           self.clip_min_cosine))
+                                           self.clip_min_cosine, self.crop_min_agreement))
 
     def checks(self, match: Match) -> list[bool]:
         """Whether ``match`` meets each *configured* threshold, in field order."""
@@ -65,6 +68,9 @@ class _Thresholds(BaseModel):
             out.append(n is not None and n >= self.local_min_inliers)
         if self.clip_min_cosine is not None:
             out.append(c is not None and c >= self.clip_min_cosine)
+        if self.crop_min_agreement is not None:
+            p = match.placement
+            out.append(p is not None and p >= self.crop_min_agreement)
         return out
 
 

@@ -59,3 +59,30 @@ def test_aligned_agreement_any_dihedral_turn(photos) -> None:
     # an unrelated photo of the same shape does not agree under any transform
     other = _gray(photos["coffee"].resize((640, 427)))
     assert aligned_agreement(thumb, size, other) < 0.5
+
+
+def test_place_crop_finds_scale_and_position(photos) -> None:
+    from monitor.stages.local_dense import place_crop
+
+    ref_gray = _gray(photos["astronaut"])  # 512x512
+    thumb, size = thumbnail(ref_gray), (512, 512)
+    # a 64 %-area crop at (100, 50), shown at 0.75 of its size
+    crop = photos["astronaut"].crop((100, 50, 510, 460)).resize((308, 308))
+    found = place_crop(thumb, size, _gray(crop))
+    assert found is not None and found[0] >= 0.9
+    hom = found[1]  # gallery pixels → candidate pixels: the crop's corner maps near 0
+    x, y, w = hom @ np.array([100.0, 50.0, 1.0])
+    assert abs(x / w) < 12 and abs(y / w) < 12
+    assert abs(hom[0, 0] - 0.75) < 0.05  # the scale the crop was shown at
+
+
+def test_place_crop_rejects_another_picture(photos) -> None:
+    from monitor.stages.local_dense import place_crop
+
+    thumb = thumbnail(_gray(photos["rocket"]))
+    other = _gray(photos["coffee"].crop((50, 50, 450, 330)))
+    found = place_crop(thumb, (640, 427), other)
+    assert found is None or found[0] < 0.6
+    flat = np.full((300, 400), 200, np.uint8)  # nothing textured: no placement to judge
+    found = place_crop(thumb, (640, 427), flat)
+    assert found is None or found[0] < 0.6

@@ -88,3 +88,18 @@ def test_invalid_rule_files(tmp_path: Path, text: str, where: str) -> None:
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(RuleError, match=where):
         load_rules(tmp_path)
+
+
+def test_crop_placement_threshold(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text('[[rule]]\nname="copy"\ncrop_min_agreement=0.9\n')
+    rs = RuleSet(load_rules(tmp_path))
+
+    def placed(agreement: float, inliers: int | None = None) -> Match:
+        hit = Hit("local", 1, 0.45, inliers=inliers, agreement=agreement)
+        return Match(1, "local", 0.45, (hit,))
+
+    assert rs.judge(placed(0.92), "a", "x.jpg").rule == "copy"
+    assert rs.judge(placed(0.85), "a", "x.jpg") is None
+    # a homography's dense agreement is not a crop placement's
+    assert rs.judge(placed(0.95, inliers=6), "a", "x.jpg") is None
+    assert rs.judge(_match(distance=20, agreement=1.0), "a", "x.jpg") is None

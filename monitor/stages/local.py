@@ -37,7 +37,7 @@ from monitor.config import LocalSettings
 from monitor.decode import DecodedImage
 from monitor.index.local import LocalIndex
 from monitor.results import Hit
-from monitor.stages.local_dense import agreement, aligned_agreement, thumbnail
+from monitor.stages.local_dense import agreement, aligned_agreement, place_crop, thumbnail
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, fit
 from monitor.stages.local_regions import regions
@@ -128,10 +128,7 @@ class LocalStage:
         if mirrored:
             quad[:, 0] = query.size[0] - 1 - quad[:, 0]
         quad = quad * query.scale + np.asarray(query.offset)
-        w, h = original_size
-        x0, y0 = np.floor(quad.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
-        region = (int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1)))
+        region = _box(quad, original_size)
         return Hit(stage=self.name, gallery_id=int(gallery_id), score=self.score(geo.inliers),
                    inliers=geo.inliers, region=region,
                    quad=tuple((float(x), float(y)) for x, y in quad), mirrored=mirrored,
@@ -171,13 +168,13 @@ class LocalStage:
         """
         size, strong = (image.width, image.height), self.settings.min_inliers
         hits = self.match(self.compute(image), index, size, extra_ids)
-        if any(h.inliers >= strong for h in hits):
+        if any((h.inliers or 0) >= strong for h in hits):
             return hits
         for region in regions(image, self.settings.proposals):
             f = self.compute(region.image)
             f = replace(f, offset=(f.offset[0] + region.offset[0], f.offset[1] + region.offset[1]))
             found = self.match(f, index, size, extra_ids)
-            if any(h.inliers >= strong for h in found):
+            if any((h.inliers or 0) >= strong for h in found):
                 return _best_per_image(found + hits)
         return hits
 
@@ -193,6 +190,7 @@ class LocalStage:
         todo: dict[int, set[bool]] = {}
         for (gid, mirrored), _ in self.shortlist(query, index):
             todo.setdefault(gid, set()).add(mirrored)
+        voted = list(todo)
         extra = {int(g) for g in extra_ids or []}
         for gid in extra:
             todo[gid] = {False, True}
@@ -204,7 +202,32 @@ class LocalStage:
                                   min_inliers=floor)
                 if hit is not None:
                     hits.append(hit)
+        found = {h.gallery_id for h in hits}
+        hits += self.placements(query, index, [g for g in voted if g not in found],
+                                original_size)
         return _best_per_image(hits)
+
+    def placements(self, query: Features, index: LocalIndex, ids: list[int],
+                   original_size: tuple[int, int]) -> list[Hit]:
+        """Crop placements (:func:`~monitor.stages.local_dense.place_crop`) of ``query`` in
+        the first ``crop_checks`` of ``ids`` (voted gallery images no homography verified),
+        kept at an agreement of ``crop_min_agreement`` or more: a crop of a plain graphic
+        that gives too few keypoints for a homography. Such a hit has no ``inliers``; its
+        ``agreement`` is what a rule's ``local_min_agreement`` asks for."""
+        s, hits = self.settings, []
+        if s.crop_min_agreement <= 0 or query.image is None:
+            return hits
+        for gid in ids[:s.crop_checks]:
+            for ref in index.features(gid):
+                placed = None if ref.image is None else place_crop(ref.image, ref.size,
+                                                                   query.image)
+                if placed is not None and placed[0] >= s.crop_min_agreement:
+                    quad = _project(placed[1], ref.size) * query.scale + np.asarray(query.offset)
+                    hits.append(Hit(stage=self.name, gallery_id=int(gid),
+                                    score=0.5 * placed[0], agreement=placed[0],
+                                    region=_box(quad, original_size),
+                                    quad=tuple((float(x), float(y)) for x, y in quad)))
+        return hits
 
     def shortlist(self, query: Features, index: LocalIndex
                   ) -> list[tuple[tuple[int, bool], float]]:
@@ -221,13 +244,30 @@ class LocalStage:
         return ranked[:self.settings.shortlist]
 
 
+def _project(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(4, 2) float64``: the corners of a ``size`` = ``(w, h)`` image mapped by ``homography``."""
+    w, h = size
+    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
+    p = corners @ homography.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def _box(quad: np.ndarray, original_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixel box ``(x0, y0, x1, y1)`` of ``quad`` ``(4, 2)``, clipped to the candidate."""
+    w, h = original_size
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    return int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1))
+
+
 def _best_per_image(hits: list[Hit]) -> list[Hit]:
-    """The hit with most inliers per gallery image, best first."""
+    """The hit with most inliers (then score) per gallery image, best first."""
     best: dict[int, Hit] = {}
     for h in hits:
-        if h.gallery_id not in best or h.inliers > best[h.gallery_id].inliers:
+        old = best.get(h.gallery_id)
+        if old is None or ((h.inliers or 0), h.score) > ((old.inliers or 0), old.score):
             best[h.gallery_id] = h
-    return sorted(best.values(), key=lambda h: (-h.score, -h.inliers, h.gallery_id))
+    return sorted(best.values(), key=lambda h: (-h.score, -(h.inliers or 0), h.gallery_id))
 
 
 def ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
