@@ -11,7 +11,9 @@ greyscale and 16-bit/32-bit/float modes brought to 8-bit RGB by scaling, not
 clipping; the first frame of an animation. JPEGs are decoded at reduced scale
 with ``Image.draft`` (libjpeg DCT scaling) when the working copy is smaller.
 A working copy smaller than :data:`REFERENCE_SIDE` (hash-only decoding) makes its
-reduced copies from the decoded image when that is at most 1024 px.
+reduced copies from the decoded image when that is at most 1024 px, kept in mode
+``L`` for greyscale sources (the same pixels as RGB's three equal channels, at a
+quarter of the resizing work).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from monitor.colour import grey_or_rgb, rgb
+from monitor.colour import onto_white as _onto_white  # noqa: F401 (tests)
+from monitor.colour import to_rgb as _to_rgb
 from monitor.errors import (
     CorruptImage,
     EmptyInput,
@@ -98,9 +103,10 @@ class DecodedImage:
         frames: number of frames in the source (1 for stills).
         sha256: hex digest of the source bytes.
         size_bytes: length of the source bytes.
-        reference: the RGB decoded image when larger than ``work_side`` and at most
-            :data:`REFERENCE_SIDE` pixels, else None; the *base* that :meth:`scaled`,
-            :meth:`content_box` and :meth:`trimmed` work from (else ``image``).
+        reference: the decoded image when larger than ``work_side`` and at most
+            :data:`REFERENCE_SIDE` pixels (RGB; ``L`` for greyscale sources), else None;
+            the *base* that :meth:`scaled`, :meth:`content_box` and :meth:`trimmed`
+            work from (else ``image``); what those return is RGB either way.
         work_side: longest side of the working copy made from ``reference``.
     """
 
@@ -123,7 +129,7 @@ class DecodedImage:
         ref = self.__dict__.get("reference")
         if name != "image" or ref is None:
             raise AttributeError(name)
-        im = reduced(ref, self.work_side)
+        im = rgb(reduced(ref, self.work_side))
         object.__setattr__(self, "image", im)
         return im
 
@@ -135,7 +141,7 @@ class DecodedImage:
     def scaled(self, side: int) -> Image.Image:
         """The base copy reduced so its longest side is ``<= side`` pixels (cached)."""
         if side not in self._cache:
-            self._cache[side] = reduced(self.base, side)
+            self._cache[side] = rgb(reduced(self.base, side))
         return self._cache[side]
 
     def content_box(self) -> tuple[int, int, int, int]:
@@ -168,7 +174,7 @@ class DecodedImage:
             base = self.base
             x0, y0, x1, y1 = self.content_box()
             im = self.scaled(side) if (x0, y0, x1, y1) == (0, 0, *base.size) else \
-                reduced(base.crop((x0, y0, x1, y1)), side)
+                rgb(reduced(base.crop((x0, y0, x1, y1)), side))
             back = self.width / base.width  # base → original pixels
             scale = back * (x1 - x0) / im.width
             self._cache[key] = (im, (x0 * back, y0 * back), scale)
@@ -192,41 +198,6 @@ def _sniff_text(data: bytes) -> str | None:
         if head.startswith(prefix):
             return kind
     return None
-
-
-def _onto_white(im: Image.Image) -> Image.Image:
-    """RGB of an image with alpha composited onto white: ``paste`` with itself as mask,
-    one pass with ``Image.alpha_composite``'s 8-bit values (tested on all value × alpha)."""
-    if im.mode not in ("RGBA", "LA"):
-        im = im.convert("RGBA")
-    out = Image.new("RGB", im.size, (255, 255, 255))
-    out.paste(im, mask=im)
-    return out
-
-
-def _flatten_palette(im: Image.Image) -> Image.Image:
-    """RGB on white of a ``P`` image with transparency: the 256 palette entries are
-    composited as pixels would be, then one palette lookup per pixel."""
-    lut = im.crop((0, 0, 256, 1))  # keeps palette and transparency
-    lut.putdata(range(256))
-    im = im.copy()
-    im.info.pop("transparency", None)
-    im.putpalette(np.asarray(_onto_white(lut.convert("RGBA"))).tobytes(), "RGB")
-    return im.convert("RGB")
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Bring any Pillow mode to 8-bit RGB; transparency goes onto white."""
-    if im.mode == "P":
-        return _flatten_palette(im) if "transparency" in im.info else im.convert("RGB")
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        lo, hi = (0.0, 65535.0) if im.mode.startswith("I;16") else (arr.min(), arr.max())
-        arr = np.clip((arr - lo) * (255.0 / max(hi - lo, 1e-9)), 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr, "L")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return _onto_white(im)
-    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def _shrink(im: Image.Image, side: int) -> Image.Image:
@@ -301,7 +272,7 @@ def _decode_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> Decode
         im = ImageOps.exif_transpose(im)
     side, reference = limits.work_side, None
     if side < max(im.size) <= REFERENCE_SIDE:
-        reference, im = _to_rgb(im), None
+        reference, im = grey_or_rgb(im), None
     elif max(im.size) > side:
         im = _shrink(im, side)
     else:

@@ -265,3 +265,40 @@ def test_hash_only_decode_keeps_a_reference_for_mid_sized_images(photos) -> None
     assert copy.image is small.image and copy.scaled(256).size == small.scaled(256).size
     big = decode_bytes(encode(src.resize((1800, 1400)), "PNG"), DecodeLimits(work_side=512))
     assert big.reference is None and big.image.size == (512, 398)
+
+
+@pytest.mark.parametrize("mode", ["LA", "L"])
+def test_grey_or_rgb_is_to_rgb_in_one_band(mode: str) -> None:
+    """Every (value, alpha) pair: the L copy hash-only decoding keeps for greyscale
+    sources has the pixels of the RGB copy (three equal bands) a full decode makes."""
+    from monitor.colour import grey_or_rgb, rgb, to_rgb
+
+    a, v = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    bands = [v, a] if mode == "LA" else [v]
+    im = Image.fromarray(np.squeeze(np.stack(bands, -1)).astype(np.uint8), mode)
+    grey = grey_or_rgb(im)
+    assert grey.mode == "L"
+    assert np.array_equal(np.asarray(rgb(grey)), np.asarray(to_rgb(im)))
+
+
+@pytest.mark.parametrize("mode", ["LA", "L"])
+def test_hash_only_greyscale_reference_gives_full_decode_copies(photos, mode: str) -> None:
+    """A greyscale photo on a transparent (LA) or white (L) canvas: hash-only decoding
+    keeps an L reference, and every copy it hands out is RGB with the full decode's pixels."""
+    from monitor.stages.hash import HashStage
+
+    canvas = Image.new(mode, (900, 700), (0, 0) if mode == "LA" else 255)
+    photo = photos["astronaut"].convert("L").resize((500, 420))
+    canvas.paste(photo.convert(mode) if mode == "LA" else photo, (230, 140))
+    data = encode(canvas, "PNG")
+    small, full = decode_bytes(data, DecodeLimits(work_side=512)), decode_bytes(data)
+    assert small.reference is not None and small.reference.mode == "L"
+    for side in (128, 256):
+        assert small.scaled(side).mode == "RGB"
+        assert np.array_equal(np.asarray(small.scaled(side)), np.asarray(full.scaled(side)))
+    assert small.content_box() == full.content_box() != (0, 0, 900, 700)
+    trimmed = small.trimmed(128)[0]
+    assert trimmed.mode == "RGB"
+    assert np.array_equal(np.asarray(trimmed), np.asarray(full.trimmed(128)[0]))
+    assert small.image.mode == "RGB" and small.image.size == (512, 398)
+    assert np.array_equal(HashStage().compute(small), HashStage().compute(full))
