@@ -148,6 +148,7 @@ def build(corpus: Path, cache: Path, n_gallery: int, n_distractors: int, seed: i
     ``bench/edits.py``, so a changed edit recipe regenerates the queries.
     """
     edits_src = (Path(__file__).parent / "edits.py").read_bytes()
+    edits_src += (Path(__file__).parent / "shared_content.csv").read_bytes()
     key = hashlib.sha256(json.dumps([str(corpus.resolve()), n_gallery, n_distractors, seed,
                                      families, "series-v5"]).encode() + edits_src
                          ).hexdigest()[:12]

@@ -119,7 +119,10 @@ def _cached_phashes(paths: list[Path], cache: Path) -> np.ndarray:
 
 def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
     """``{str(path): series id}`` for every file; cached in ``cache/series.json``."""
-    target = cache / "series-v5.json"
+    import hashlib
+
+    listed = SHARED.read_bytes() if SHARED.exists() else b""
+    target = cache / f"series-v5-{hashlib.sha256(listed).hexdigest()[:8]}.json"
     paths = [p for ps in files.values() for p in ps]
     if target.exists():
         data = json.loads(target.read_text())
