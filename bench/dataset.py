@@ -150,7 +150,7 @@ def build(corpus: Path, cache: Path, n_gallery: int, n_distractors: int, seed: i
     edits_src = (Path(__file__).parent / "edits.py").read_bytes()
     edits_src += (Path(__file__).parent / "shared_content.csv").read_bytes()
     key = hashlib.sha256(json.dumps([str(corpus.resolve()), n_gallery, n_distractors, seed,
-                                     families, "series-v5"]).encode() + edits_src
+                                     families, "series-v6"]).encode() + edits_src
                          ).hexdigest()[:12]
     folder = cache / f"s{seed}-g{n_gallery}-d{n_distractors}-{key}"
     index = folder / "split.json"

@@ -105,7 +105,7 @@ def _phashes(paths: list[Path]) -> np.ndarray:
 
 
 def _cached_phashes(paths: list[Path], cache: Path) -> np.ndarray:
-    target = cache / f"phash-{len(paths)}.npz"
+    target = cache / f"phash-v2-{len(paths)}.npz"  # v2: light artwork onto black
     names = np.array([str(p) for p in paths])
     if target.exists():
         z = np.load(target)
@@ -122,7 +122,7 @@ def series(files: dict[str, list[Path]], cache: Path) -> dict[str, int]:
     import hashlib
 
     listed = SHARED.read_bytes() if SHARED.exists() else b""
-    target = cache / f"series-v5-{hashlib.sha256(listed).hexdigest()[:8]}.json"
+    target = cache / f"series-v6-{hashlib.sha256(listed).hexdigest()[:8]}.json"
     paths = [p for ps in files.values() for p in ps]
     if target.exists():
         data = json.loads(target.read_text())

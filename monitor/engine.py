@@ -22,7 +22,7 @@ from monitor.index.dense import DenseIndex
 from monitor.index.local import LocalIndex
 from monitor.results import Hit, Match, StageStatus
 from monitor.stages.clip import ClipStage
-from monitor.stages.hash import HashStage
+from monitor.stages.hash import HashStage, informative
 from monitor.stages.local import LocalStage
 from monitor.stages.local_regions import regions
 
@@ -184,10 +184,7 @@ class Engine:
         hits: list[Hit] = []
         local = self.local if self.local is not None and len(self.local_index) else None
         if self.hash is not None:
-            hits += self.hash.search(self.hash.compute(image), self.hash_index)
-            if local is not None:  # dense check of each pHash hit, for corroborated rules
-                hits = [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
-                        for h in hits]
+            hits += self._hash_hits(image, local)
         if clip_vector is not None and self.clip is not None and self.clip_index is not None:
             hits += self.clip.search(clip_vector[None, :], self.clip_index)[0]
         if local is not None:
@@ -198,6 +195,25 @@ class Engine:
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         return merge_hits(hits)
+
+    def _hash_hits(self, image: DecodedImage, local: LocalStage | None) -> list[Hit]:
+        """pHash hits of the candidate, each with its dense agreement when the local stage
+        runs (for corroborated rules). Hits of a degenerate code (flat or striped image,
+        :data:`~monitor.stages.hash.MIN_CODE_BITS`) are kept only when the dense check
+        confirms them (``local.min_agreement``), and never without the local stage."""
+        codes = self.hash.compute(image)
+        ok = informative(codes)
+        hits = self.hash.search(codes[ok], self.hash_index)
+        seen = {h.gallery_id for h in hits}
+        weak = [h for h in self.hash.search(codes[~ok], self.hash_index)
+                if h.gallery_id not in seen] if local is not None else []
+        if local is None:
+            return hits
+        out = [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
+               for h in hits + weak]
+        floor = self.settings.local.min_agreement
+        return out[:len(hits)] + [h for h in out[len(hits):]
+                                  if h.agreement is not None and h.agreement >= floor]
 
     def _region_hashes(self, image: DecodedImage, local: LocalStage) -> list[Hit]:
         """pHash hits of the candidate's rectangular sub-images (a copy pasted whole

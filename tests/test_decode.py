@@ -302,3 +302,35 @@ def test_hash_only_greyscale_reference_gives_full_decode_copies(photos, mode: st
     assert np.array_equal(np.asarray(trimmed), np.asarray(full.trimmed(128)[0]))
     assert small.image.mode == "RGB" and small.image.size == (512, 398)
     assert np.array_equal(HashStage().compute(small), HashStage().compute(full))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+@pytest.mark.parametrize("side", [1024, 512])
+def test_light_artwork_on_transparency_stays_visible(others, mode: str, side: int) -> None:
+    """White drawn on transparency (the drawing lives in alpha, as in a white logo or
+    MATE's Waves.png) would be blank on white: it is composited onto black instead."""
+    shape = np.asarray(others["camera"].convert("L").resize((1200, 900)))  # 1200 px: shrunk
+    rgba = np.dstack([np.full(shape.shape + (3,), 255, np.uint8), shape])
+    im = Image.fromarray(rgba, "RGBA")
+    if mode == "LA":
+        im = im.convert("LA")
+    elif mode == "P":  # palette with a transparent entry: binary alpha
+        im = Image.fromarray(np.where(shape > 128, 1, 0).astype(np.uint8), "P")
+        im.putpalette([0, 0, 0, 255, 255, 255])
+        im.info["transparency"] = 0
+    d = decode_bytes(encode(im, "PNG"), DecodeLimits(work_side=side))
+    grey = np.asarray(d.scaled(256).convert("L"), np.float32)
+    assert grey.std() > 20  # the drawing shows (on white it would be one flat colour)
+    ref = np.asarray(others["camera"].convert("L").resize(grey.shape[::-1]), np.float32)
+    if mode != "P":
+        assert np.corrcoef(grey.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+def test_ordinary_transparency_still_goes_onto_white(photos) -> None:
+    rgba = photos["coffee"].convert("RGBA").resize((400, 300))
+    alpha = Image.new("L", rgba.size, 0)
+    alpha.paste(255, (100, 50, 300, 250))
+    rgba.putalpha(alpha)
+    d = decode_bytes(encode(rgba, "PNG"))
+    corner = np.asarray(d.image)[:20, :20]
+    assert (corner == 255).all()  # the transparent margin is white, as before

@@ -40,3 +40,36 @@ def test_stranger_unmatched_and_hash_only_engine_has_no_agreement() -> None:
     top = hash_only.match(_decode(_rgb("rocket")))[0]
     assert top.stage == "hash" and top.distance == 0 and top.agreement is None
 
+
+
+def _striped(name: str, size: tuple[int, int] = (480, 320)) -> Image.Image:
+    """A real photo averaged along its rows: horizontal stripes (a one-dimensional image,
+    like a striped flag), whose pHash ties at the median."""
+    import numpy as np
+
+    rows = np.asarray(_rgb(name).convert("RGB").resize(size), np.float32).mean(axis=1)
+    return Image.fromarray(np.repeat(rows[None, :, :], size[1], axis=0).astype(np.uint8)
+                           .transpose(1, 0, 2))
+
+
+def test_degenerate_codes_need_the_dense_check() -> None:
+    from monitor.stages.hash import informative
+
+    blank, stripes = Image.new("RGB", (400, 300), "white"), _striped("coffee")
+    hasher = HashStage()
+    assert not informative(hasher.compute(_decode(blank))).any()
+    assert not informative(hasher.compute(_decode(stripes))).any()
+    assert informative(hasher.compute(_decode(_rgb("coffee")))).all()
+    for local in (False, True):
+        engine = _engine(local)
+        image = _decode(blank)
+        engine.add(GalleryEntry(9, hasher.compute_gallery(image), None, lambda: image), image)
+        # another flat image collides at 0 bits, but a flat pair proves nothing
+        assert engine.match(_decode(Image.new("RGB", (640, 200), (250, 250, 250)))) == []
+    engine = _engine(local=True)
+    image = _decode(stripes)
+    engine.add(GalleryEntry(9, hasher.compute_gallery(image), None, lambda: image), image)
+    # a re-encoded, smaller copy of the striped image is still found: the dense check agrees
+    copy = _decode(stripes.resize((240, 160)))
+    hit = engine.match(copy)[0].evidence("hash")
+    assert hit is not None and hit.gallery_id == 9 and hit.agreement >= 0.7

@@ -40,6 +40,14 @@ HASH_SIDE = 128
 RANDOM_DISTANCE = 32.0
 """Expected Hamming distance (bits) between hashes of unrelated images."""
 
+MIN_CODE_BITS = 8
+"""A pHash sets exactly 32 of its 64 bits (coefficients above their median) unless
+coefficients tie at the median, which happens when the 8×8 low-frequency block is
+mostly zero: a flat image (1 bit set), one-dimensional stripes (at most 8: only one row
+or column of the block is non-zero). On 1,200 codes of corpus images 1,193 had 32 bits;
+codes with fewer than this many set bits say too little to match on alone (measured:
+crops of the Costa Rica and Armenia flags at 0-3 bits from a blank wallpaper)."""
+
 DCT_SIDE, LOW = 32, 8
 """imagehash ``phash`` defaults: ``hash_size=8`` × ``highfreq_factor=4`` pixels."""
 
@@ -92,6 +100,12 @@ def phash_bits(im: Image.Image) -> np.ndarray:
     grey = grey32(im)
     bits = _bits(low_dct(grey))
     return _exact_bits(grey) if bits is None else bits
+
+
+def informative(codes: np.ndarray) -> np.ndarray:
+    """``(K,) bool`` for packed codes ``(K, 8) uint8``: at least :data:`MIN_CODE_BITS` set."""
+    codes = np.asarray(codes, np.uint8).reshape(-1, 8)
+    return np.unpackbits(codes, axis=1).sum(axis=1) >= MIN_CODE_BITS
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:
