@@ -37,9 +37,10 @@ from monitor.config import LocalSettings
 from monitor.decode import DecodedImage
 from monitor.index.local import LocalIndex
 from monitor.results import Hit
-from monitor.stages.local_dense import agreement, aligned_agreement, place_crop, thumbnail
+from monitor.stages.local_crop import placement_hit
+from monitor.stages.local_dense import agreement, aligned_agreement, thumbnail
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
-from monitor.stages.local_geometry import Geometry, fit
+from monitor.stages.local_geometry import Geometry, box, fit
 from monitor.stages.local_regions import regions
 
 __all__ = ["Features", "LocalIndex", "LocalStage"]
@@ -128,7 +129,7 @@ class LocalStage:
         if mirrored:
             quad[:, 0] = query.size[0] - 1 - quad[:, 0]
         quad = quad * query.scale + np.asarray(query.offset)
-        region = _box(quad, original_size)
+        region = box(quad, original_size)
         return Hit(stage=self.name, gallery_id=int(gallery_id), score=self.score(geo.inliers),
                    inliers=geo.inliers, region=region,
                    quad=tuple((float(x), float(y)) for x, y in quad), mirrored=mirrored,
@@ -209,24 +210,19 @@ class LocalStage:
 
     def placements(self, query: Features, index: LocalIndex, ids: list[int],
                    original_size: tuple[int, int]) -> list[Hit]:
-        """Crop placements (:func:`~monitor.stages.local_dense.place_crop`) of ``query`` in
-        the first ``crop_checks`` of ``ids`` (voted gallery images no homography verified),
-        kept at an agreement of ``crop_min_agreement`` or more: a crop of a plain graphic
-        that gives too few keypoints for a homography. Such a hit has no ``inliers``; its
-        ``agreement`` is what a rule's ``local_min_agreement`` asks for."""
+        """Crop placements (:mod:`~monitor.stages.local_crop`) of ``query`` in the first
+        ``crop_checks`` of ``ids`` (voted gallery images no homography verified), kept at
+        an agreement of ``crop_min_agreement`` or more: a crop of a plain graphic that
+        gives too few keypoints for a homography. Such a hit has no ``inliers``; its
+        ``agreement`` is what a rule's ``crop_min_agreement`` asks for."""
         s, hits = self.settings, []
         if s.crop_min_agreement <= 0 or query.image is None:
             return hits
         for gid in ids[:s.crop_checks]:
             for ref in index.features(gid):
-                placed = None if ref.image is None else place_crop(ref.image, ref.size,
-                                                                   query.image)
-                if placed is not None and placed[0] >= s.crop_min_agreement:
-                    quad = _project(placed[1], ref.size) * query.scale + np.asarray(query.offset)
-                    hits.append(Hit(stage=self.name, gallery_id=int(gid),
-                                    score=0.5 * placed[0], agreement=placed[0],
-                                    region=_box(quad, original_size),
-                                    quad=tuple((float(x), float(y)) for x, y in quad)))
+                hit = placement_hit(query, ref, gid, original_size, s.crop_min_agreement)
+                if hit is not None:
+                    hits.append(replace(hit, stage=self.name))
         return hits
 
     def shortlist(self, query: Features, index: LocalIndex
@@ -242,22 +238,6 @@ class LocalStage:
                 ranked += [((gid, mirrored), v) for gid, v in found]
         ranked.sort(key=lambda kv: -kv[1])
         return ranked[:self.settings.shortlist]
-
-
-def _project(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(4, 2) float64``: the corners of a ``size`` = ``(w, h)`` image mapped by ``homography``."""
-    w, h = size
-    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64)
-    p = corners @ homography.T
-    return p[:, :2] / p[:, 2:3]
-
-
-def _box(quad: np.ndarray, original_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The pixel box ``(x0, y0, x1, y1)`` of ``quad`` ``(4, 2)``, clipped to the candidate."""
-    w, h = original_size
-    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
-    return int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1))
 
 
 def _best_per_image(hits: list[Hit]) -> list[Hit]:

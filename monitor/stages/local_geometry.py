@@ -124,3 +124,11 @@ def plausible(h: np.ndarray, quad: np.ndarray, inliers: np.ndarray,
     lo, hi = quad.min(axis=0), quad.max(axis=0)
     vis = np.clip(np.minimum(hi, dst_size) - np.maximum(lo, 0), 0, None)
     return bool(vis[0] * vis[1] >= MIN_VISIBLE * np.prod(hi - lo))
+
+
+def box(quad: np.ndarray, original_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixel box ``(x0, y0, x1, y1)`` of ``quad`` ``(4, 2)``, clipped to the candidate."""
+    w, h = original_size
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    return int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1))
