@@ -206,6 +206,9 @@ def body(args, command, split, rows, table, note, results) -> str:
 - Machine: {report.machine()} (shared with other jobs while measured)
 - Corpus `{args.corpus}`, unique files per source as corpus/gallery/distractors: {src}
   ({len(split.undecodable)} originals undecodable and left out).
+- Distractors come only from series the gallery does not touch (`bench/series.py`:
+  name tokens, pHash within 8 bits, and the {_shared()} hand-verified shared-artwork groups of
+  `bench/shared_content.csv`, e.g. the Union Jack in two dozen flags).
 - Queries: {n_pos} positives (each gallery image × {len(args.families)} families, seed
   {args.seed}) + {len(split.queries) - n_pos} distractors (other corpus images, edited
   with the same families in turn, as in DISC21); {errors} queries failed to decode.
@@ -224,6 +227,13 @@ def body(args, command, split, rows, table, note, results) -> str:
 Product-rule misses per family (% of positives): {misses}. Examples and a CSV of all
 misses and false positives: `{args.misses}`.
 """
+
+
+def _shared() -> int:
+    """How many groups ``bench/shared_content.csv`` lists."""
+    from bench.series import shared_groups
+
+    return len(shared_groups())
 
 
 def pct_miss(row: dict, family: str) -> str:

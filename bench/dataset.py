@@ -2,7 +2,8 @@
 
 Split (stratified by source, so every source is represented): exact-byte
 duplicates (same sha256) are dropped first; files are grouped into series of
-related images (:mod:`bench.series`: shared name tokens or pHash within 8 bits)
+related images (:mod:`bench.series`: shared name tokens, pHash within 8 bits, or a
+hand-verified shared-artwork group of ``bench/shared_content.csv``)
 and the gallery takes at most one file per series while distractors come only
 from untouched series, so no distractor is a sibling of a gallery image; each
 source's files are shuffled with ``random.Random(f"{seed}:{source}")`` and counts
