@@ -32,14 +32,16 @@ class Hit:
         score: calibrated match confidence in [0, 1] (see each stage's docstring).
         distance: Hamming distance in bits of 64 (hash stage), else None.
         cosine: cosine similarity in [-1, 1] (clip stage), else None.
-        inliers: RANSAC homography inliers (local stage), else None.
+        inliers: RANSAC homography inliers (local stage; None for a crop placement),
+            else None.
         region: matched area on the candidate (local stage), else None.
         quad: projected gallery corners on the candidate (local stage), else None.
         mirrored: the match was found against the mirrored gallery image.
         agreement: dense check (``monitor.stages.local_dense``), the fraction in
             [0, 1] of textured gallery cells that agree with the candidate: warped by
-            the homography (local stage) or stretched onto the gallery image as the
-            pHash matched it (hash stage, when the local stage runs); else None.
+            the homography (local stage), placed as a crop (local stage, ``inliers``
+            None: ``monitor.stages.local_crop``) or stretched onto the gallery image as
+            the pHash matched it (hash stage, when the local stage runs); else None.
     """
 
     stage: str
