@@ -109,6 +109,10 @@ class LocalSettings(_Section):
         "land where it puts them (0 disables). For plain "
         "graphics too poor in keypoints; such hits flag through a rule's crop_min_agreement.")
     crop_checks: int = Field(3, description="Voted gallery images tried for a crop placement.")
+    agreement_exempt_inliers: int = Field(
+        100, description="A homography with at least this many inliers is kept whatever its "
+        "dense agreement (star fields under filters and JPEG agree poorly at the check's 96 px "
+        "while matching 90-250 keypoints; icon siblings sharing a template reached 66).")
     min_agreement: float = Field(
         0.6, description="Dense check: fraction of textured gallery cells that must agree with "
         "the warped candidate (0 disables); drops series siblings that share a template. "

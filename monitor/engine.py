@@ -44,7 +44,7 @@ class GalleryEntry:
 
 CANDIDATE_ONLY = {"max_features", "candidate_side", "proposals", "shortlist", "min_inliers",
                   "corroborate_min_inliers", "min_agreement", "crop_min_agreement",
-                  "crop_checks"}
+                  "crop_checks", "agreement_exempt_inliers"}
 """Local settings that only change how candidates are checked: left out of the index
 fingerprint, so changing them does not rebuild the gallery's features."""
 

@@ -216,3 +216,17 @@ def test_gallery_without_keypoints_matches_nothing(stage) -> None:
     assert idx.descriptor_count == 0
     img = _decode(_rgb("coffee"))
     assert stage.match_image(img, idx) == []
+
+
+def test_many_inliers_exempt_from_dense_floor(index, images) -> None:
+    """A homography with ``agreement_exempt_inliers`` inliers stands whatever its dense
+    agreement; below that, the dense floor still decides (here an impossible 1.01)."""
+    copy = images[GALLERY[0]].resize((400, 400))
+    strict = LocalStage(LocalSettings(min_agreement=1.01, agreement_exempt_inliers=100_000,
+                                     crop_min_agreement=0))
+    assert _best(strict, index, copy)[0] is None
+    exempt = LocalStage(LocalSettings(min_agreement=1.01, agreement_exempt_inliers=100,
+                                     crop_min_agreement=0))
+    hit = _best(exempt, index, copy)[0]
+    assert hit is not None and hit.gallery_id == 0 and hit.inliers >= 100
+    assert hit.agreement is not None and hit.agreement < 1.01

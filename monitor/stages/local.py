@@ -111,7 +111,8 @@ class LocalStage:
         agree = None
         if ref.image is not None and view.image is not None:
             agree = agreement(ref.image, ref.size, view.image, geo.homography)
-        if agree is not None and agree < self.settings.min_agreement:
+        if agree is not None and agree < self.settings.min_agreement \
+                and geo.inliers < self.settings.agreement_exempt_inliers:
             return None
         return self._hit(geo, mirrored, query, gallery_id, original_size, agree)
 
