@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-
 FLAT_RANGE = 4
 """Largest max − min of every band (of 255) for which a composite counts as flat."""
 WHITE, BLACK = 255, 0

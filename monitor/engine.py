@@ -204,16 +204,13 @@ class Engine:
         codes = self.hash.compute(image)
         ok = informative(codes)
         hits = self.hash.search(codes[ok], self.hash_index)
-        seen = {h.gallery_id for h in hits}
-        weak = [h for h in self.hash.search(codes[~ok], self.hash_index)
-                if h.gallery_id not in seen] if local is not None else []
         if local is None:
             return hits
-        out = [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
-               for h in hits + weak]
-        floor = self.settings.local.min_agreement
-        return out[:len(hits)] + [h for h in out[len(hits):]
-                                  if h.agreement is not None and h.agreement >= floor]
+        seen = {h.gallery_id for h in hits}
+        weak = [h for h in self.hash.search(codes[~ok], self.hash_index)
+                if h.gallery_id not in seen]
+        return (self._with_agreement(image, local, hits)
+                + self._confirmed(image, local, weak))
 
     def _region_hashes(self, image: DecodedImage, local: LocalStage) -> list[Hit]:
         """pHash hits of the candidate's rectangular sub-images (a copy pasted whole
@@ -222,13 +219,24 @@ class Engine:
         ``local.min_agreement``): a flat patch of page hashes like any flat gallery
         image (measured: a near-uniform wallpaper at 0-3 bits from 6 of 1,000
         distractors' sub-images, with no textured cell to check)."""
-        hits, floor = [], self.settings.local.min_agreement
+        hits = []
         for region in regions(image, self.settings.local.proposals):
-            for h in self.hash.search(self.hash.compute(region.image), self.hash_index):
-                agree = local.aligned(region.image, self.local_index, h.gallery_id)
-                if agree is not None and agree >= floor:
-                    hits.append(replace(h, agreement=agree, region=region.box))
+            found = self.hash.search(self.hash.compute(region.image), self.hash_index)
+            hits += [replace(h, region=region.box)
+                     for h in self._confirmed(region.image, local, found)]
         return hits
+
+    def _with_agreement(self, image: DecodedImage, local: LocalStage,
+                        hits: list[Hit]) -> list[Hit]:
+        """``hits`` (pHash) with the dense agreement of ``image`` against each gallery image."""
+        return [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
+                for h in hits]
+
+    def _confirmed(self, image: DecodedImage, local: LocalStage, hits: list[Hit]) -> list[Hit]:
+        """Those of :meth:`_with_agreement` whose agreement reaches ``local.min_agreement``."""
+        floor = self.settings.local.min_agreement
+        return [h for h in self._with_agreement(image, local, hits)
+                if h.agreement is not None and h.agreement >= floor]
 
     # -- persistence ----------------------------------------------------------
     def fingerprint(self) -> str:

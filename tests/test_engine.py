@@ -63,7 +63,7 @@ def test_degenerate_codes_need_the_dense_check() -> None:
     for local in (False, True):
         engine = _engine(local)
         image = _decode(blank)
-        engine.add(GalleryEntry(9, hasher.compute_gallery(image), None, lambda: image), image)
+        engine.add(GalleryEntry(9, hasher.compute_gallery(image), None, lambda i=image: i), image)
         # another flat image collides at 0 bits, but a flat pair proves nothing
         assert engine.match(_decode(Image.new("RGB", (640, 200), (250, 250, 250)))) == []
     engine = _engine(local=True)

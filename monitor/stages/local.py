@@ -223,7 +223,7 @@ class LocalStage:
             for ref in index.features(gid):
                 hit = placement_hit(query, ref, gid, original_size, s.crop_min_agreement)
                 if hit is not None:
-                    hits.append(replace(hit, stage=self.name))
+                    hits.append(hit)
         return hits
 
     def shortlist(self, query: Features, index: LocalIndex

@@ -57,7 +57,7 @@ def agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarra
 
 
 def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray,
-               homography: np.ndarray, min_std: float = MIN_CELL_STD) -> tuple[int, int]:
+               homography: np.ndarray) -> tuple[int, int]:
     """``(agreeing, counted)``: textured, covered gallery cells, and those that agree.
 
     Args:
@@ -65,9 +65,8 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
         ref_size: ``(width, height)`` of the gallery feature image, pixels.
         candidate: ``(H, W) uint8`` candidate feature image (the view that matched).
         homography: ``(3, 3)`` gallery feature pixels → candidate feature pixels.
-        min_std: grey-level standard deviation a gallery cell needs to count.
 
-    A cell counts when it is textured (std above ``min_std``) and the warped
+    A cell counts when it is textured (std above :data:`MIN_CELL_STD`) and the warped
     candidate covers :data:`MIN_COVER` of it; it agrees when their NCC exceeds
     :data:`CELL_NCC`.
     """
@@ -89,7 +88,7 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
                 continue
             sl = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
             ca, cb = a[sl], b[sl]
-            if ca.std() < min_std or (cover[sl] > 0).mean() < MIN_COVER:
+            if ca.std() < MIN_CELL_STD or (cover[sl] > 0).mean() < MIN_COVER:
                 continue
             counted += 1
             da, db = ca - ca.mean(), cb - cb.mean()
@@ -121,7 +120,6 @@ def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: n
 CROP_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Side of a cropped copy as a fraction of the gallery image's width or height tried by
 :func:`place_crop` (a crop keeping 50-90 % of the area keeps at least ~0.5 of a side)."""
-CROP_MIN_STD = MIN_CELL_STD
 CROP_MIN_CELLS = 12
 """Textured cells (of 64) a crop placement must be judged on: fewer say too little (on the
 benchmark split, 1 in 400 distractors reached 0.9 on 12 or more, several on fewer)."""
@@ -159,7 +157,7 @@ def place_crop(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
         k = w / cw
         hom = np.array([[tw / ref_size[0] / k, 0, -x / k], [0, th / ref_size[1] / k, -y / k],
                         [0, 0, 1]])
-        agree, counted = cell_votes(thumb, ref_size, candidate, hom, CROP_MIN_STD)
+        agree, counted = cell_votes(thumb, ref_size, candidate, hom)
         if counted >= CROP_MIN_CELLS and (best is None or agree / counted > best[0]):
             best = (agree / counted, hom)
     return best
