@@ -90,6 +90,24 @@ def _pillarboxed(name: str, slot: tuple[int, int]) -> Image.Image:
     return out
 
 
+def test_picture_between_bars_is_proposed_and_bars_are_not() -> None:
+    """A white-background picture pillarboxed into a slot on a white page (AugLy's
+    screenshot templates; a feed post) has no outline of its own: the bars have one
+    each. The gap between them is proposed; the bars, which hold nothing, are not."""
+    from monitor.stages.local_regions import uniform
+
+    horse = _rgb("horse")  # black silhouette on white
+    horse.thumbnail((10_000, 250))
+    page = Image.new("RGB", (900, 600), (255, 255, 255))
+    page.paste(_pillarboxed("horse", (520, 250)), (200, 300))
+    x0 = 200 + (520 - horse.width) // 2
+    picture = (x0, 300, x0 + horse.width, 550)
+    gray = np.asarray(page.convert("L"))
+    boxes = proposals(gray)
+    assert boxes and max(iou(b, picture) for b in boxes) > 0.85
+    assert not any(uniform(gray[y0 + 3:y1 - 3, x0 + 3:x1 - 3]) for x0, y0, x1, y1 in boxes)
+
+
 def test_unbarred_strips_side_bars_and_page_margin() -> None:
     from monitor.stages.local_regions import unbarred
 

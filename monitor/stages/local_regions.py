@@ -87,6 +87,10 @@ def _regions(image: DecodedImage, limit: int) -> list[Region]:
 def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
     """The ``limit`` largest rectangular regions of ``gray`` ``(H, W) uint8``, largest first.
 
+    Uniform rectangles (:func:`uniform`) are not proposed themselves: a bar holds no
+    copy. Two such bars facing each other (:func:`between_bars`) propose the picture
+    between them instead: a picture fitted into a slot with letterbox or pillarbox
+    bars, on a page of its own colour, has no closed outline of its own.
     Returns boxes in pixels of ``gray``; an empty list for an image without one.
     """
     import cv2
@@ -96,22 +100,67 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
         return []
     edges = cv2.dilate(cv2.Canny(gray, *CANNY), np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    found: list[tuple[int, Box]] = []
+    found: list[Box] = []
+    bars: list[Box] = []
     for c in contours:
         x, y, bw, bh = cv2.boundingRect(c)
-        area = bw * bh
-        if not (MIN_AREA * w * h <= area <= MAX_AREA * w * h) or min(bw, bh) < MIN_SIDE:
-            continue
-        if cv2.contourArea(cv2.convexHull(c)) >= MIN_FILL * area:
-            found.append((area, (x, y, x + bw, y + bh)))
-    found.sort(key=lambda kv: -kv[0])
+        box = (x, y, x + bw, y + bh)
+        inner = gray[y + BAR_INSET:y + bh - BAR_INSET, x + BAR_INSET:x + bw - BAR_INSET]
+        if min(bw, bh) >= MIN_SIDE // 2 and uniform(inner):
+            bars.append(box)
+        elif _sized(box, w, h) and cv2.contourArea(cv2.convexHull(c)) >= MIN_FILL * bw * bh:
+            found.append(box)
+    found += [b for b in between_bars(bars) if _sized(b, w, h)]
+    found.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list[Box] = []
-    for _, box in found:
+    for box in found:
         if all(iou(box, k) <= MAX_IOU for k in kept):
             kept.append(box)
         if len(kept) == limit:
             break
     return kept
+
+
+def _sized(box: Box, w: int, h: int) -> bool:
+    """True when ``box`` is a proposal's size in a ``w`` × ``h`` image."""
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    return MIN_AREA * w * h <= bw * bh <= MAX_AREA * w * h and min(bw, bh) >= MIN_SIDE
+
+
+BAR_INSET = 3
+"""Pixels left out along each side of a contour's box when testing it for a bar: the
+dilated edge itself lies on the pixels around the bar."""
+BAR_ALIGN = 0.05
+"""Two bars face each other when their shared sides differ by at most this fraction of
+their length (pillarbox bars: top and bottom; letterbox bars: left and right)."""
+
+
+def between_bars(bars: list[Box]) -> list[Box]:
+    """Boxes between pairs of uniform bars ``bars`` that face each other: left and right
+    bars spanning the same rows (pillarbox), or top and bottom bars spanning the same
+    columns (letterbox). The box spans the gap between the two bars."""
+    out = []
+    for a in bars:
+        for b in bars:
+            if b[0] >= a[2] and _aligned(a[1], a[3], b[1], b[3]):
+                out.append((a[2], min(a[1], b[1]), b[0], max(a[3], b[3])))
+            if b[1] >= a[3] and _aligned(a[0], a[2], b[0], b[2]):
+                out.append((min(a[0], b[0]), a[3], max(a[2], b[2]), b[1]))
+    return out
+
+
+def _aligned(a0: int, a1: int, b0: int, b1: int) -> bool:
+    tol = BAR_ALIGN * max(a1 - a0, b1 - b0)
+    return abs(a0 - b0) <= tol and abs(a1 - b1) <= tol
+
+
+def uniform(gray: np.ndarray) -> bool:
+    """True when :data:`BAR_FILL` of ``gray`` ``(h, w) uint8`` lies within
+    :data:`BAR_TOLERANCE` grey levels of its median: a bar or a blank panel."""
+    if gray.size == 0:
+        return True
+    dev = np.abs(gray.astype(np.int16) - int(np.median(gray)))
+    return float((dev <= BAR_TOLERANCE).mean()) >= BAR_FILL
 
 
 BAR_TOLERANCE = 24
