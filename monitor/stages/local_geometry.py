@@ -31,7 +31,7 @@ MIN_SPREAD = 0.04
 """Inliers' bounding box must cover this fraction of the gallery image's area."""
 
 MIN_VISIBLE = 0.25
-"""Fraction of the projected quad's bounding box that must lie on the candidate."""
+"""Fraction of the projected quad's area that must lie on the candidate (:func:`visible`)."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,13 @@ def fit(src: np.ndarray, dst: np.ndarray, src_size: tuple[int, int],
 
     ``src_all`` ``(M, 2)`` holds every gallery keypoint, to count the support.
 
-    Returns None when fewer than 4 points are given, no model is found, or the
-    model fails :func:`plausible`.
+    The homography comes from MAGSAC++; when it is missing or fails :func:`plausible`
+    (few inliers along one line, e.g. a crop of parallel strokes, let it tilt the frame
+    into a sliver), a similarity (rotation, uniform scale, translation; OpenCV
+    ``estimateAffinePartial2D`` with RANSAC, same reprojection threshold) is fitted
+    instead: the transform crops, pads, rescales and small rotations make, with 4
+    degrees of freedom instead of 8. Returns None when fewer than 4 points are given or
+    neither model is plausible.
     """
     import cv2
 
@@ -73,6 +78,20 @@ def fit(src: np.ndarray, dst: np.ndarray, src_size: tuple[int, int],
         return None
     h, mask = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
                                  cv2.USAC_MAGSAC, REPROJ_PX, maxIters=2000, confidence=0.999)
+    geo = _checked(h, mask, src, src_size, dst_size, src_all)
+    if geo is not None:
+        return geo
+    a, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
+                                          ransacReprojThreshold=REPROJ_PX, maxIters=2000,
+                                          confidence=0.999)
+    h = None if a is None else np.vstack([a, [0.0, 0.0, 1.0]])
+    return _checked(h, mask, src, src_size, dst_size, src_all)
+
+
+def _checked(h: np.ndarray | None, mask: np.ndarray | None, src: np.ndarray,
+             src_size: tuple[int, int], dst_size: tuple[int, int],
+             src_all: np.ndarray) -> Geometry | None:
+    """The fit ``h`` with inlier ``mask`` as a :class:`Geometry`, or None if degenerate."""
     if h is None or mask is None or not np.all(np.isfinite(h)):
         return None
     inl = mask.reshape(-1).astype(bool)
@@ -121,9 +140,21 @@ def plausible(h: np.ndarray, quad: np.ndarray, inliers: np.ndarray,
     span = inliers.max(axis=0) - inliers.min(axis=0)
     if span[0] * span[1] < MIN_SPREAD * src_size[0] * src_size[1]:
         return False
-    lo, hi = quad.min(axis=0), quad.max(axis=0)
-    vis = np.clip(np.minimum(hi, dst_size) - np.maximum(lo, 0), 0, None)
-    return bool(vis[0] * vis[1] >= MIN_VISIBLE * np.prod(hi - lo))
+    return visible(quad, dst_size) >= MIN_VISIBLE
+
+
+def visible(quad: np.ndarray, dst_size: tuple[int, int]) -> float:
+    """Fraction in [0, 1] of the convex ``quad`` ``(4, 2)``'s area that lies on the
+    ``(width, height)`` candidate (OpenCV ``intersectConvexConvex``); a turned copy's
+    quad is measured itself, not its bounding box, whose corners are off the copy."""
+    import cv2
+
+    area = _area(quad)
+    if area <= 0:
+        return 0.0
+    frame = corners(dst_size).astype(np.float32)
+    inter, _ = cv2.intersectConvexConvex(quad.astype(np.float32), frame)
+    return float(min(1.0, max(0.0, inter) / area))
 
 
 def box(quad: np.ndarray, original_size: tuple[int, int]) -> tuple[int, int, int, int]:
