@@ -86,3 +86,61 @@ def test_place_crop_rejects_another_picture(photos) -> None:
     flat = np.full((300, 400), 200, np.uint8)  # nothing textured: no placement to judge
     found = place_crop(thumb, (640, 427), flat)
     assert found is None or found[0] < 0.6
+
+
+def _reference_votes(thumb, ref_size, candidate, homography) -> tuple[int, int]:
+    """The per-cell loop :func:`cell_votes` computes in bulk, without shifts."""
+    import cv2
+
+    from monitor.stages import local_dense as d
+
+    th, tw = thumb.shape
+    m = homography @ np.diag([ref_size[0] / tw, ref_size[1] / th, 1.0])
+    warped = cv2.warpPerspective(candidate, m, (tw, th),
+                                 flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP)
+    cover = cv2.warpPerspective(np.full(candidate.shape, 255, np.uint8), m, (tw, th),
+                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    a = cv2.GaussianBlur(thumb.astype(np.float32), (3, 3), 0.8)
+    b = cv2.GaussianBlur(warped.astype(np.float32), (3, 3), 0.8)
+    agree = counted = 0
+    for ys in np.array_split(np.arange(th), d.GRID):
+        for xs in np.array_split(np.arange(tw), d.GRID):
+            sl = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+            ca, cb = a[sl].astype(np.float64), b[sl].astype(np.float64)
+            if ca.std() < d.MIN_CELL_STD or (cover[sl] > 0).mean() < d.MIN_COVER:
+                continue
+            counted += 1
+            da, db = ca - ca.mean(), cb - cb.mean()
+            denom = np.sqrt((da * da).sum() * (db * db).sum())
+            agree += bool(denom > 0 and (da * db).sum() / denom > d.CELL_NCC)
+    return agree, counted
+
+
+def test_cell_votes_equal_the_per_cell_computation(photos, monkeypatch) -> None:
+    from monitor.stages import local_dense as d
+
+    monkeypatch.setattr(d, "SHIFT", 0)
+    ref = _gray(photos["astronaut"])
+    thumb = thumbnail(ref)
+    turned = np.array([[0.9, 0.1, 20], [-0.1, 0.9, 40], [0.0, 0.0, 1]])
+    for cand, hom in ((ref, np.eye(3)), (_gray(photos["coffee"].resize((512, 512))), np.eye(3)),
+                      (ref, turned)):
+        assert d.cell_votes(thumb, (512, 512), cand, hom) == _reference_votes(
+            thumb, (512, 512), cand, hom)
+
+
+def test_thin_line_art_agrees_despite_a_pixel_of_misregistration(photos, monkeypatch) -> None:
+    """Line art (1-px strokes) registered 5 px off at 480 px, 1 px of the 96-px thumbnail:
+    cells agree at their best offset; at the fitted position a third of them fail."""
+    import cv2
+
+    from monitor.stages import local_dense as d
+
+    lines = 255 - cv2.Canny(_gray(photos["astronaut"].resize((480, 480))), 80, 160)
+    thumb = thumbnail(lines)
+    off = np.array([[1.0, 0, 5], [0, 1.0, 5], [0, 0, 1]])  # the fit is 5 px off
+    assert d.cell_votes(thumb, (480, 480), lines, np.eye(3))[0] > 0
+    shifted = agreement(thumb, (480, 480), lines, off)
+    monkeypatch.setattr(d, "SHIFT", 0)
+    exact = agreement(thumb, (480, 480), lines, off)
+    assert shifted >= 0.75 and exact < shifted - 0.2
