@@ -131,7 +131,8 @@ def test_cell_votes_equal_the_per_cell_computation(photos, monkeypatch) -> None:
 
 def test_thin_line_art_agrees_despite_a_pixel_of_misregistration(photos, monkeypatch) -> None:
     """Line art (1-px strokes) registered 5 px off at 480 px, 1 px of the 96-px thumbnail:
-    cells agree at their best offset; at the fitted position a third of them fail."""
+    at the fitted position under half of the cells agree, at their best offset over 0.6
+    (the local stage's floor) do."""
     import cv2
 
     from monitor.stages import local_dense as d
@@ -143,4 +144,4 @@ def test_thin_line_art_agrees_despite_a_pixel_of_misregistration(photos, monkeyp
     shifted = agreement(thumb, (480, 480), lines, off)
     monkeypatch.setattr(d, "SHIFT", 0)
     exact = agreement(thumb, (480, 480), lines, off)
-    assert shifted >= 0.75 and exact < shifted - 0.2
+    assert shifted >= 0.6 > exact + 0.1

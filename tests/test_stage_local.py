@@ -230,3 +230,22 @@ def test_many_inliers_exempt_from_dense_floor(index, images) -> None:
     hit = _best(exempt, index, copy)[0]
     assert hit is not None and hit.gallery_id == 0 and hit.inliers >= 100
     assert hit.agreement is not None and hit.agreement < 1.01
+
+
+@pytest.mark.parametrize("name", ["coffee", "astronaut", "chelsea"])
+def test_aligned_agreement_of_a_crop_comes_from_its_placement(stage, index, images, name):
+    """The dense check of a pHash hit (no homography): a crop of the gallery image
+    (80 % × 75 % of it), stretched over the whole picture, agrees nowhere; placed where
+    it sits, it agrees. Other gallery images stay low either way."""
+    from monitor.stages.local_dense import aligned_agreement
+    from monitor.stages.local_features import feature_gray
+
+    w, h = images[name].size
+    crop = _decode(images[name].crop((int(0.05 * w), int(0.15 * h), int(0.85 * w), int(0.9 * h))))
+    gid = GALLERY.index(name)
+    ref = index.features(gid)[0]
+    gray = feature_gray(np.asarray(crop.trimmed(480)[0].convert("L")), 480)
+    assert aligned_agreement(ref.image, ref.size, gray) < 0.5
+    assert stage.aligned(crop, index, gid) >= 0.8
+    assert all((stage.aligned(crop, index, other) or 0) < 0.5
+               for other in range(len(GALLERY)) if other != gid)
