@@ -50,6 +50,8 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         for r in results:
             if r.status == "error":
                 err.print(f"[yellow]skipped[/] {r.path}: {r.error}")
+            elif r.warning:
+                err.print(f"[yellow]note[/] {r.path}: {r.warning}")
         err.print(f"{counts['added']} added, {counts['exists']} already present, "
                   f"{counts['error']} refused, collection {collection!r}")
         if results and counts["error"] == len(results):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlmodel import select
 
 from monitor.decode import DecodedImage, decode_bytes
@@ -14,7 +15,7 @@ from monitor.engine import GalleryEntry
 from monitor.errors import MonitorError, NotFound
 from monitor.index.base import atomic_write
 from monitor.inputs import expand, read_file
-from monitor.stages.hash import HashStage
+from monitor.stages.hash import HashStage, informative
 from monitor.store.models import Collection, MatchRow, ProtectedImage, Violation
 from monitor.workspace import Workspace
 
@@ -23,13 +24,31 @@ BATCH = 32
 
 @dataclass(frozen=True)
 class AddResult:
-    """Outcome of adding one file: ``status`` is ``added``, ``exists`` or ``error``."""
+    """Outcome of adding one file: ``status`` is ``added``, ``exists`` or ``error``;
+    ``warning`` says what an added image will not be matched by (:func:`hash_warning`)."""
 
     path: str
     status: str
     gallery_id: int | None = None
     sha256: str | None = None
     error: str | None = None
+    warning: str | None = None
+
+
+def hash_warning(phash: np.ndarray) -> str | None:
+    """Why the hash stage cannot match this gallery image alone, or None.
+
+    ``phash`` is the ``(K, 8) uint8`` gallery codes (:meth:`HashStage.compute_gallery`).
+    When its identity code has fewer than :data:`~monitor.stages.hash.MIN_CODE_BITS`
+    bits set (a flat or striped picture: blank, a gradient, a flag of plain bands), its
+    hash hits count only when the local stage's dense check confirms them, and never
+    where the local stage is off.
+    """
+    if informative(phash[:1])[0]:
+        return None
+    bits = int(np.unpackbits(np.asarray(phash[:1], np.uint8)).sum())
+    return (f"flat or striped picture (pHash sets {bits} of 64 bits): the hash stage "
+            "alone cannot match it; copies are found through the local stage")
 
 
 def stored_name(sha256: str, fmt: str) -> str:
@@ -110,7 +129,8 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
             s.flush()
             engine.add(GalleryEntry(row.id, phash, None if vectors is None else vectors[i],
                                     lambda d=d: d), d)
-            out.append(AddResult(path, "added", row.id, d.sha256))
+            out.append(AddResult(path, "added", row.id, d.sha256,
+                                 warning=hash_warning(phash)))
         s.commit()
     for r in out:
         if progress:

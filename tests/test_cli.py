@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageOps
 from sqlmodel import Session, create_engine, select
@@ -131,3 +132,18 @@ def test_bad_config_is_a_clear_error(deploy: Path) -> None:
     (deploy / "config.toml").write_text("[hash]\nmax_distance = 'x'\n")
     out = run("gallery", "list", code=2)
     assert "hash.max_distance" in out.output
+
+
+def test_gallery_add_notes_pictures_the_hash_cannot_match(deploy: Path, photos) -> None:
+    """A flat picture (a plain vertical gradient, as blank wallpapers are) has a pHash of a
+    few set bits: adding it says so; a real photo adds without a note."""
+    g = deploy / "gallery"
+    g.mkdir()
+    photos["coffee"].save(g / "coffee.png")
+    ramp = np.repeat(np.linspace(40, 220, 400, dtype=np.uint8)[:, None], 600, axis=1)
+    Image.fromarray(ramp).convert("RGB").save(g / "wallpaper.png")
+    run("init")
+    out = run("gallery", "add", "gallery").output
+    assert "2 added" in out
+    notes = [line for line in out.splitlines() if line.startswith("note")]
+    assert len(notes) == 1 and "wallpaper.png" in notes[0] and "of 64 bits" in notes[0]

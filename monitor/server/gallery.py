@@ -96,7 +96,7 @@ def _add(st: AppState, files: list[tuple[str, bytes]], collection: str,
                     s.add(row)
                     s.commit()
             out.append({"file": name, "status": r.status, "id": r.gallery_id,
-                        "sha256": r.sha256, "error": r.error})
+                        "sha256": r.sha256, "error": r.error, "warning": r.warning})
     return out
 
 
