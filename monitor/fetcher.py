@@ -19,28 +19,28 @@ limits hold across threads. Each request:
 8. retries 429, 5xx and network errors up to ``retries`` times with exponential
    backoff (``backoff`` seconds, doubled), honouring ``Retry-After`` (seconds or
    an HTTP date, RFC 9110 §10.2.3), each wait capped at ``backoff_max`` seconds.
+
+The parts live beside it: :mod:`monitor.fetch_policy` (robots.txt, per-host slots,
+``Retry-After``), :mod:`monitor.fetch_transport` (the SSRF-guarded connection) and
+:mod:`monitor.fetch_cache` (validators).
 """
 
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
-import httpcore
 import httpx
-from sqlalchemy.exc import IntegrityError
 
 from monitor.config_daemon import FetchSettings
 from monitor.errors import FetchError, InputTooLarge
+from monitor.fetch_cache import DbValidatorCache, MemoryValidatorCache, ValidatorCache, Validators
+from monitor.fetch_policy import HostLimiter, RobotsCache, origin, retry_after
+from monitor.fetch_transport import _transport
 from monitor.inputs import (
     SNIFF_BYTES,
     AddressPolicy,
@@ -48,7 +48,11 @@ from monitor.inputs import (
     check_image_body,
     check_url_shape,
 )
-from monitor.store.models import FetchCache, utcnow
+
+__all__ = ["DOCUMENT_MAX_BYTES", "DbValidatorCache", "FetchResult", "FetchTimeout", "Fetcher",
+           "HTTPStatusError", "HostLimiter", "MemoryValidatorCache", "RobotsCache",
+           "RobotsDisallowed", "TooManyRedirects", "ValidatorCache", "Validators",
+           "retry_after"]
 
 DOCUMENT_MAX_BYTES = 10_000_000
 """Byte cap for pages, sitemaps and feeds (images use the decode limit)."""
@@ -124,200 +128,6 @@ class FetchResult:
 class _Retry(Exception):
     def __init__(self, error: FetchError, wait: float | None) -> None:
         self.error, self.wait = error, wait
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves the host itself and connects only to addresses the policy allows."""
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self.policy = policy
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None, socket_options=None):
-        import ipaddress
-
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addrs = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos))
-        for addr in addrs:
-            self.policy.check(host, addr)
-        last: Exception | None = None
-        for addr in addrs:
-            try:
-                return super().connect_tcp(str(addr), port, timeout, local_address,
-                                           socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        raise last or httpcore.ConnectError(f"no address for {host}")
-
-
-def _transport(policy: AddressPolicy, limits: httpx.Limits) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(trust_env=False, limits=limits)
-    # httpx has no public hook for the network backend; swap in a pool that has ours.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry, network_backend=_GuardedBackend(policy))
-    return transport
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# -- politeness: per-host slots and delays -------------------------------------------------
-class HostLimiter:
-    """Per-host concurrency (a semaphore each) and a minimum gap between request starts.
-
-    Thread-safe. ``delay`` seconds separate the *starts* of consecutive requests to
-    one host; :meth:`set_delay` raises it for a host (robots.txt ``Crawl-delay``).
-    """
-
-    def __init__(self, concurrency: int, delay: float) -> None:
-        self.concurrency, self.delay = max(1, concurrency), max(0.0, delay)
-        self._lock = threading.Lock()
-        self._sems: dict[str, threading.BoundedSemaphore] = {}
-        self._next: dict[str, float] = {}
-        self._delays: dict[str, float] = {}
-
-    def set_delay(self, host: str, seconds: float) -> None:
-        """Use at least ``seconds`` between request starts to ``host``."""
-        with self._lock:
-            self._delays[host] = max(self.delay, seconds)
-
-    @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Hold one of ``host``'s slots, starting no sooner than its delay allows."""
-        with self._lock:
-            sem = self._sems.setdefault(host, threading.BoundedSemaphore(self.concurrency))
-        sem.acquire()
-        try:
-            with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next.get(host, now))
-                self._next[host] = start + self._delays.get(host, self.delay)
-            if start > now:
-                time.sleep(start - now)
-            yield
-        finally:
-            sem.release()
-
-
-# -- robots.txt (RFC 9309) ---------------------------------------------------------------
-class RobotsCache:
-    """Parsed robots.txt per origin (``urllib.robotparser``), fetched once per ``ttl`` seconds.
-
-    ``fetch(robots_url) -> (status, text)`` (status 0: network failure). Per RFC 9309
-    §2.3.1: 2xx is parsed; 4xx other than 429 means no rules (allow all); 429, 5xx
-    and failures mean "unreachable" (disallow all until fetched again).
-    """
-
-    def __init__(self, user_agent: str, fetch: Callable[[str], tuple[int, str]],
-                 on_crawl_delay: Callable[[str, float], None] | None = None,
-                 ttl: float = 86_400.0) -> None:
-        self.user_agent, self._fetch, self._on_delay, self.ttl = (user_agent, fetch,
-                                                                  on_crawl_delay, ttl)
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, RobotFileParser]] = {}
-        self._locks: dict[str, threading.Lock] = {}
-
-    def allowed(self, url: str) -> bool:
-        """Whether our user agent may fetch ``url``."""
-        return self.parser(_origin(url)).can_fetch(self.user_agent, url)
-
-    def parser(self, origin: str) -> RobotFileParser:
-        """The (cached) parser for ``origin`` (``scheme://host:port``)."""
-        with self._lock:
-            lock = self._locks.setdefault(origin, threading.Lock())
-        with lock:
-            entry = self._entries.get(origin)
-            if entry and time.monotonic() - entry[0] < self.ttl:
-                return entry[1]
-            status, text = self._fetch(f"{origin}/robots.txt")
-            rp = RobotFileParser(f"{origin}/robots.txt")
-            if 200 <= status < 300:
-                rp.parse(text.splitlines())
-            elif 400 <= status < 500 and status != 429:
-                rp.allow_all = True
-            else:
-                rp.disallow_all = True
-            rp.modified()
-            delay = rp.crawl_delay(self.user_agent) if 200 <= status < 300 else None
-            if delay and self._on_delay:
-                self._on_delay(urlsplit(origin).hostname or "", float(delay))
-            self._entries[origin] = (time.monotonic(), rp)
-            return rp
-
-
-# -- validators for conditional requests (RFC 9110 §13.1) ----------------------------------
-@dataclass(frozen=True)
-class Validators:
-    """What a previous 2xx response said about its representation."""
-
-    etag: str | None
-    last_modified: str | None
-    sha256: str | None
-    status: int | None
-
-
-class ValidatorCache(Protocol):
-    """Where validators of past fetches are kept, keyed by the requested URL."""
-
-    def get(self, url: str) -> Validators | None: ...
-
-    def put(self, url: str, validators: Validators) -> None: ...
-
-
-class MemoryValidatorCache:
-    """In-process validator cache (tests, one-off use)."""
-
-    def __init__(self) -> None:
-        self._d: dict[str, Validators] = {}
-        self._lock = threading.Lock()
-
-    def get(self, url: str) -> Validators | None:
-        with self._lock:
-            return self._d.get(url)
-
-    def put(self, url: str, validators: Validators) -> None:
-        with self._lock:
-            self._d[url] = validators
-
-
-class DbValidatorCache:
-    """Validators in the ``FetchCache`` table; ``session`` makes a SQLModel session."""
-
-    def __init__(self, session: Callable[[], object]) -> None:
-        self._session = session
-
-    def get(self, url: str) -> Validators | None:
-        with self._session() as s:
-            row = s.get(FetchCache, url)
-        return Validators(row.etag, row.last_modified, row.sha256, row.status) if row else None
-
-    def put(self, url: str, validators: Validators) -> None:
-        with self._session() as s:
-            row = s.get(FetchCache, url) or FetchCache(url=url)
-            row.etag, row.last_modified = validators.etag, validators.last_modified
-            row.sha256, row.status, row.fetched_at = validators.sha256, validators.status, utcnow()
-            s.add(row)
-            try:
-                s.commit()
-            except IntegrityError:  # another thread stored this URL first: keep theirs
-                s.rollback()
 
 
 class Fetcher:
@@ -428,7 +238,7 @@ class Fetcher:
         for _ in range(self.settings.max_redirects + 1):
             check_url_shape(current)
             if robots and not self.allowed(current):
-                raise RobotsDisallowed(f"robots.txt of {_origin(current)} disallows {current} "
+                raise RobotsDisallowed(f"robots.txt of {origin(current)} disallows {current} "
                                        f"for user agent {self.settings.user_agent!r}")
             result = self._once(url, current, headers, expect, cap, truncate)
             if result.status in REDIRECT_STATUSES and "location" in result.headers:
@@ -506,11 +316,6 @@ class Fetcher:
         except FetchError:
             return 0, ""
         return res.status, res.body.decode("utf-8", errors="replace")
-
-
-def _origin(url: str) -> str:
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.netloc}"
 
 
 def _args(error: FetchError, suffix: str) -> tuple:
