@@ -26,7 +26,6 @@ import hashlib
 import math
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,14 @@ from monitor.decode import DecodedImage
 from monitor.errors import StageUnavailable
 from monitor.index.dense import DenseIndex
 from monitor.results import Hit, StageStatus
+from monitor.stages.clip_weights import (
+    Loaded,
+    LoadFailure,
+    batch_steps,
+    cached_weights,
+    hub_cache,
+    hub_offline,
+)
 
 RANDOM_SEED = 0
 """``torch.manual_seed`` (in a forked RNG) for building the model: random weights repeat."""
@@ -56,65 +63,6 @@ _REGISTRY_LOCK = threading.Lock()
 _REGISTERED: set[str] = set()
 
 
-class _Failure(Exception):
-    """Internal: why loading failed (``reason``) and what to do (``fix``)."""
-
-    def __init__(self, reason: str, fix: str) -> None:
-        super().__init__(reason)
-        self.reason, self.fix = reason, fix
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    model: Any
-    preprocess: Any
-    split: tuple[list, Any, Any] | None
-    tokenizer: Any
-    dim: int
-    side: int
-    note: str
-
-
-def _split(preprocess: Any) -> tuple[list, Any, Any] | None:
-    """PIL steps of a ``Compose`` ending in ToTensor + Normalize, and its mean and std as
-    ``(1, 3, 1, 1) float32`` tensors (None otherwise). Converting a whole batch at once gives
-    the same numbers as per-image ToTensor + Normalize at a fraction of the cost."""
-    import torch
-
-    steps = list(getattr(preprocess, "transforms", []))
-    if (len(steps) < 2 or type(steps[-1]).__name__ != "Normalize"
-            or type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor")):
-        return None
-    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1)
-                 for v in (steps[-1].mean, steps[-1].std))
-    return steps[:-2], mean, std
-
-
-def _hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set now or was set when huggingface_hub was imported."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
-        return True
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _hub_cache() -> str:
-    from huggingface_hub import constants
-
-    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
-
-
-def _cached_weights(tag_cfg: dict) -> str | None:
-    """Local path of a tag's weights if already in the Hugging Face cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, name = os.path.split(tag_cfg.get("hf_hub", ""))
-    names = [name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    paths = (try_to_load_from_cache(repo, n, cache_dir=_hub_cache()) for n in names if repo)
-    return next((p for p in paths if isinstance(p, str)), None)
-
-
 class ClipStage:
     """Lazily loaded open_clip model: image and text embeddings, and gallery lookup.
 
@@ -129,8 +77,8 @@ class ClipStage:
         self.settings, self.root = settings, Path(root)
         self._lock = threading.Lock()
         self._attempted = False
-        self._loaded: _Loaded | None = None
-        self._failure: _Failure | None = None
+        self._loaded: Loaded | None = None
+        self._failure: LoadFailure | None = None
 
     def _path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -163,7 +111,7 @@ class ClipStage:
             return
         folder = self._path(self.settings.model_config_dir)
         if not folder.is_dir():
-            raise _Failure(f"clip.model_config_dir {folder} is not a folder",
+            raise LoadFailure(f"clip.model_config_dir {folder} is not a folder",
                            "create it or set clip.model_config_dir = ''")
         with _REGISTRY_LOCK:
             if str(folder) not in _REGISTERED:
@@ -171,13 +119,13 @@ class ClipStage:
                 _REGISTERED.add(str(folder))
 
     def _weights(self, open_clip: Any) -> tuple[str | None, dict]:
-        """``(pretrained argument for open_clip, preprocess overrides)``; raises ``_Failure``."""
+        """``(pretrained argument for open_clip, preprocess overrides)``; raises ``LoadFailure``."""
         s = self.settings
         if s.checkpoint:
             path = self._path(s.checkpoint)
             if not path.is_file():
                 what = "is a folder, not a file" if path.is_dir() else "does not exist"
-                raise _Failure(f"clip.checkpoint {path} {what}",
+                raise LoadFailure(f"clip.checkpoint {path} {what}",
                                "set clip.checkpoint to an open_clip weights file "
                                f"(.bin/.pt/.safetensors) for {s.model}, or empty it to use "
                                "clip.pretrained")
@@ -187,16 +135,16 @@ class ClipStage:
         cfg = open_clip.get_pretrained_cfg(s.model, s.pretrained)
         if not cfg:
             known = ", ".join(open_clip.list_pretrained_tags_by_model(s.model)) or "none"
-            raise _Failure(f"'{s.pretrained}' is not an open_clip pretrained tag of {s.model} "
+            raise LoadFailure(f"'{s.pretrained}' is not an open_clip pretrained tag of {s.model} "
                            f"(known: {known})",
                            "set clip.pretrained to a known tag, or clip.checkpoint to a file")
         overrides = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
-        cached = _cached_weights(cfg)
+        cached = cached_weights(cfg)
         if cached:
             return cached, overrides
-        if _hub_offline():
-            raise _Failure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
-                           f"cache ({_hub_cache()}) and the hub cannot be reached "
+        if hub_offline():
+            raise LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
+                           f"cache ({hub_cache()}) and the hub cannot be reached "
                            "(HF_HUB_OFFLINE is set)", self._download_fix(cfg))
         return s.pretrained, {}
 
@@ -206,14 +154,14 @@ class ClipStage:
         return (f"download once with network access{how}, or set "
                 "clip.checkpoint = '/path/to/open_clip_pytorch_model.bin'")
 
-    def _build(self) -> _Loaded:
+    def _build(self) -> Loaded:
         import open_clip
         import torch
 
         s = self.settings
         self._register_configs(open_clip)
         if open_clip.get_model_config(s.model) is None:
-            raise _Failure(f"open_clip has no model config named '{s.model}'",
+            raise LoadFailure(f"open_clip has no model config named '{s.model}'",
                            "use a name from open_clip.list_models() (e.g. 'ViT-B-32') or put "
                            f"{s.model}.json in clip.model_config_dir")
         weights, pp = self._weights(open_clip)
@@ -233,29 +181,29 @@ class ClipStage:
         side = max(size) if isinstance(size, (tuple, list)) else int(size)
         with torch.inference_mode():
             dim = int(model.encode_image(torch.zeros(1, 3, side, side)).shape[-1])
-        return _Loaded(model, preprocess, _split(preprocess), tokenizer, dim, side,
+        return Loaded(model, preprocess, batch_steps(preprocess), tokenizer, dim, side,
                        "" if weights else RANDOM_NOTE)
 
-    def _explain(self, exc: Exception, weights: str | None) -> _Failure:
+    def _explain(self, exc: Exception, weights: str | None) -> LoadFailure:
         s, why = self.settings, str(exc).strip().split("\n")[0][:300] or type(exc).__name__
         if weights and weights == s.pretrained:
             from open_clip import get_pretrained_cfg
 
-            return _Failure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
-                            f"cache ({_hub_cache()}) and downloading them failed: {why}",
+            return LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
+                            f"cache ({hub_cache()}) and downloading them failed: {why}",
                             self._download_fix(get_pretrained_cfg(s.model, s.pretrained)))
         if weights:
-            return _Failure(f"weights file {weights} could not be loaded into {s.model}: {why}",
+            return LoadFailure(f"weights file {weights} could not be loaded into {s.model}: {why}",
                             f"use an open_clip checkpoint trained for clip.model = '{s.model}'")
-        return _Failure(f"open_clip could not build {s.model}: {why}",
+        return LoadFailure(f"open_clip could not build {s.model}: {why}",
                         "check clip.model and clip.model_config_dir")
 
-    def _load(self) -> tuple[_Loaded | None, _Failure | None]:
+    def _load(self) -> tuple[Loaded | None, LoadFailure | None]:
         with self._lock:
             if not self._attempted:
                 try:
                     self._loaded = self._build()
-                except _Failure as failure:
+                except LoadFailure as failure:
                     self._failure = failure
                 self._attempted = True
             return self._loaded, self._failure
@@ -285,7 +233,7 @@ class ClipStage:
             raise StageUnavailable(self.name, st.reason, st.fix)
         return st.available
 
-    def require(self) -> _Loaded:
+    def require(self) -> Loaded:
         """The loaded model; raises :class:`StageUnavailable` when disabled or not loadable."""
         st = self.status()
         if not st.available:
