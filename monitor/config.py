@@ -107,7 +107,8 @@ class LocalSettings(_Section):
         "searched for the candidate as a crop of it (scale and position by template "
         "matching); kept when this fraction of textured cells agree and 3 keypoint matches "
         "land where it puts them (0 disables). For plain "
-        "graphics too poor in keypoints; such hits flag through a rule's crop_min_agreement.")
+        "graphics too poor in keypoints; such hits flag through a rule's crop_min_agreement. "
+        "The dense check of a pHash hit also tries the placement, counted from this value up.")
     crop_checks: int = Field(3, description="Voted gallery images tried for a crop placement.")
     agreement_exempt_inliers: int = Field(
         100, description="A homography with at least this many inliers is kept whatever its "

@@ -15,7 +15,7 @@ from monitor.engine import GalleryEntry
 from monitor.errors import MonitorError, NotFound
 from monitor.index.base import atomic_write
 from monitor.inputs import expand, read_file
-from monitor.stages.hash import HashStage, informative
+from monitor.stages.hash import MIN_CODE_BITS, HashStage, set_bits
 from monitor.store.models import Collection, MatchRow, ProtectedImage, Violation
 from monitor.workspace import Workspace
 
@@ -44,9 +44,9 @@ def hash_warning(phash: np.ndarray) -> str | None:
     hash hits count only when the local stage's dense check confirms them, and never
     where the local stage is off.
     """
-    if informative(phash[:1])[0]:
+    bits = int(set_bits(phash[:1])[0])
+    if bits >= MIN_CODE_BITS:
         return None
-    bits = int(np.unpackbits(np.asarray(phash[:1], np.uint8)).sum())
     return (f"flat or striped picture (pHash sets {bits} of 64 bits): the hash stage "
             "alone cannot match it; copies are found through the local stage")
 

@@ -102,10 +102,14 @@ def phash_bits(im: Image.Image) -> np.ndarray:
     return _exact_bits(grey) if bits is None else bits
 
 
+def set_bits(codes: np.ndarray) -> np.ndarray:
+    """``(K,) int`` bits set in each of the packed codes ``(K, 8) uint8``."""
+    return np.unpackbits(np.asarray(codes, np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+
+
 def informative(codes: np.ndarray) -> np.ndarray:
     """``(K,) bool`` for packed codes ``(K, 8) uint8``: at least :data:`MIN_CODE_BITS` set."""
-    codes = np.asarray(codes, np.uint8).reshape(-1, 8)
-    return np.unpackbits(codes, axis=1).sum(axis=1) >= MIN_CODE_BITS
+    return set_bits(codes) >= MIN_CODE_BITS
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:

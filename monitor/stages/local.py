@@ -161,10 +161,10 @@ class LocalStage:
         found = []
         for ref in index.features(gallery_id):
             if ref.image is not None:
-                placed = place_crop(ref.image, ref.size, gray)
+                floor = self.settings.crop_min_agreement
+                placed = place_crop(ref.image, ref.size, gray) if floor > 0 else None
                 found += [aligned_agreement(ref.image, ref.size, gray),
-                          placed[0] if placed and placed[0] >= self.settings.crop_min_agreement
-                          else None]
+                          placed[0] if placed and placed[0] >= floor else None]
         found = [a for a in found if a is not None]
         return max(found) if found else None
 

@@ -94,7 +94,7 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     a = cv2.GaussianBlur(thumb.astype(np.float32), (3, 3), 0.8).astype(np.float64)
     b = cv2.GaussianBlur(warped.astype(np.float32), (3, 3), 0.8).astype(np.float64)
     grid = _Grid(th, tw)
-    n, sa, saa = grid.sums(np.ones_like(a)), grid.sums(a), grid.sums(a * a)
+    n, sa, saa = grid.size, grid.sums(a), grid.sums(a * a)
     var_a = np.maximum(saa - sa * sa / n, 0.0)
     counted = grid.ok & (np.sqrt(var_a / n) >= MIN_CELL_STD) \
         & (grid.sums((cover > 0).astype(np.float64)) >= MIN_COVER * n)
@@ -120,6 +120,8 @@ class _Grid:
         self.cols = [int(c[0]) for c in np.array_split(np.arange(w), GRID) if len(c)]
         heights = np.diff(self.rows + [h])
         widths = np.diff(self.cols + [w])
+        self.size = (heights[:, None] * widths[None, :]).astype(np.float64)
+        """``(rows, cols) float64``: pixels per cell."""
         self.ok = (heights[:, None] >= 2) & (widths[None, :] >= 2)
 
     def sums(self, x: np.ndarray) -> np.ndarray:
