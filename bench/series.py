@@ -20,7 +20,9 @@ distractor sets. Two files are in one series (union-find) when
   an icon theme, one stereo calibration shoot), each checked by eye on a contact
   sheet of the whole group. DISC21 likewise verified by hand the distractors that
   its detectors flagged; the groups were first noticed as product false positives
-  (seeds 5 and 11), then every corpus file with the same artwork was listed.
+  (seeds 5, 11 and 23), then every corpus file with the same artwork was listed
+  (for the KDE page template: the product engine, with three of its icons as the
+  gallery, queried with every corpus file; each hit checked on the sheet).
 
 None of the tests runs the product's detectors. Results are cached as JSON.
 """

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from monitor.config import LocalSettings
+from monitor.engine import Engine
 from monitor.stages.local import LocalIndex, LocalStage
 from monitor.stages.local_regions import iou, proposals
 from tests.test_stage_local import GALLERY, _decode, _rgb
@@ -122,6 +123,22 @@ def test_unbarred_strips_side_bars_and_page_margin() -> None:
     assert unbarred(np.full((50, 80, 3), 9, np.uint8), (0, 0, 80, 50)) == (0, 0, 80, 50)
 
 
+def test_unbarred_keeps_the_pictures_own_margin() -> None:
+    """A picture with a white margin of its own (a flag on white, a product shot)
+    fitted between black bars: the bars go, the white margin stays, so what is
+    matched is the whole picture and not its middle."""
+    from monitor.stages.local_regions import unbarred
+
+    photo = _rgb("coffee")
+    photo.thumbnail((10_000, 160))
+    framed = Image.new("RGB", (photo.width + 40, 200), (255, 255, 255))
+    framed.paste(photo, (20, 20))
+    page = Image.new("RGB", (framed.width + 200, 200), (0, 0, 0))
+    page.paste(framed, (100, 0))
+    box = (0, 0, page.width, 200)
+    assert unbarred(np.asarray(page), box) == (100, 0, 100 + framed.width, 200)
+
+
 def test_region_pasted_whole_found_by_its_phash() -> None:
     """A copy pasted whole into a page (pillarboxed) with the local stage unable to
     decide: the pHash of the proposed sub-image finds it, with its dense check."""
@@ -148,3 +165,90 @@ def test_region_pasted_whole_found_by_its_phash() -> None:
     x0, y0, x1, y1 = top.region
     assert abs(x0 - (280 + (640 - rocket_w) // 2)) <= 6 and abs(y0 - 300) <= 6
     assert abs(x1 - x0 - rocket_w) <= 8 and abs(y1 - 600) <= 6
+
+
+
+def test_picture_under_a_caption_band_is_proposed() -> None:
+    """A meme: a caption band above the picture. The picture has no outline of its own
+    (it runs to the image's edges); the straight seam under the band cuts the image
+    (:func:`split_by_lines`) and the part below is proposed."""
+    from PIL import ImageDraw
+
+    from monitor.stages.local_regions import split_by_lines
+
+    cat = _rgb("chelsea")
+    meme = Image.new("RGB", (cat.width, cat.height + 90), (255, 255, 255))
+    ImageDraw.Draw(meme).text((20, 30), "when the code finally works", fill=(0, 0, 0))
+    meme.paste(cat, (0, 90))
+    gray = np.asarray(meme.convert("L"))
+    boxes = proposals(gray)
+    picture = (0, 90, cat.width, meme.height)
+    assert boxes and max(iou(b, picture) for b in boxes) > 0.95
+    # a photo with no straight seam across it is not cut
+    import cv2
+
+    from monitor.stages.local_regions import CANNY
+
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        assert split_by_lines(cv2.Canny(np.asarray(_rgb(name).convert("L")), *CANNY)) == []
+
+
+def _engine(**hash_settings: int) -> Engine:
+    from monitor.config import Settings
+    from monitor.engine import GalleryEntry
+    from monitor.stages.hash import HashStage
+
+    settings = Settings(clip={"enabled": False}, hash=hash_settings,
+                        local={"min_inliers": 5000, "corroborate_min_inliers": 5000})
+    engine, hasher = Engine(settings), HashStage()
+    for gid, name in enumerate(GALLERY):
+        image = _decode(_rgb(name))
+        engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i),
+                   image)
+    return engine
+
+
+def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
+    """A cropped copy pillarboxed into a page: its sub-image's pHash is 16 bits from the
+    gallery image, beyond ``hash.max_distance`` (12) but within
+    ``hash.region_max_distance`` (16); the whole picture agrees densely, so it is kept and
+    the default rules flag it. With the region radius at 12 bits it is not found."""
+    from pathlib import Path
+
+    import monitor
+    from monitor.rules import load_rules
+
+    coffee = _rgb("coffee")
+    w, h = coffee.size
+    crop = coffee.crop((int(w * 0.06), int(h * 0.04), w - int(w * 0.02), h))
+    crop.thumbnail((10_000, 300))
+    slot = Image.new("RGB", (640, 300))
+    slot.paste(crop, ((640 - crop.width) // 2, 0))
+    page = Image.new("RGB", (1200, 800), (245, 245, 245))
+    page.paste(_rgb("page").resize((1100, 150)), (50, 20))
+    page.paste(slot, (280, 300))
+    near = _engine(region_max_distance=12).match(_decode(page))
+    assert not [m for m in near if m.gallery_id == GALLERY.index("coffee")]
+    top = _engine().match(_decode(page))[0]
+    assert top.gallery_id == GALLERY.index("coffee") and 12 < top.distance <= 16
+    assert top.agreement is not None and top.agreement >= 0.9
+    x0, y0, x1, y1 = top.region
+    assert abs(x0 - (280 + (640 - crop.width) // 2)) <= 6 and abs(x1 - x0 - crop.width) <= 8
+    rules = load_rules(Path(monitor.__file__).parent / "defaults")
+    assert any(r.satisfied_by(top) for r in rules if r.verdict == "violation")
+
+
+def test_far_region_hit_needs_the_whole_picture_on_half_the_grid() -> None:
+    """A far sub-image hit (13-16 bits) is kept only on the strict dense check, judged
+    on at least ``FAR_MIN_CELLS`` textured cells: a plain card (textured only along its
+    outline, as a flag's disc or a flowchart symbol) agrees with its copy, but on too
+    few cells to count there."""
+    from monitor.engine import FAR_MIN_CELLS
+    from monitor.stages.local_dense import aligned_agreement
+
+    thumb = np.zeros((64, 96), np.uint8)
+    thumb[20:44, 30:66] = 200  # a plain card: textured cells only along its outline
+    card = np.zeros((120, 180), np.uint8)
+    card[40:88, 60:132] = 200
+    assert aligned_agreement(thumb, (96, 64), card) >= 0.9
+    assert aligned_agreement(thumb, (96, 64), card, FAR_MIN_CELLS) is None

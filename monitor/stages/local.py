@@ -38,7 +38,13 @@ from monitor.decode import DecodedImage
 from monitor.index.local import LocalIndex
 from monitor.results import Hit
 from monitor.stages.local_crop import placement_hit
-from monitor.stages.local_dense import agreement, aligned_agreement, place_crop, thumbnail
+from monitor.stages.local_dense import (
+    CROP_MIN_CELLS,
+    agreement,
+    aligned_agreement,
+    place_crop,
+    thumbnail,
+)
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, box, fit
 from monitor.stages.local_regions import regions
@@ -144,7 +150,8 @@ class LocalStage:
         """
         return float(1.0 - 2.0 ** (-inliers / max(self.settings.min_inliers, 1)))
 
-    def aligned(self, image: DecodedImage, index: LocalIndex, gallery_id: int) -> float | None:
+    def aligned(self, image: DecodedImage, index: LocalIndex, gallery_id: int,
+                min_cells: int = 0) -> float | None:
         """Dense agreement of the candidate's whole trimmed content with gallery image
         ``gallery_id``: the better of the whole picture under the best dihedral transform
         (:func:`~monitor.stages.local_dense.aligned_agreement`) and of its best crop
@@ -153,17 +160,18 @@ class LocalStage:
         scales and positions, so it counts only from ``crop_min_agreement`` up, as crop
         placement hits do (measured, seed 5: a flowchart symbol placed in another at
         0.81, 10 bits apart; the crop of a flag at 1.0, 6 bits). The check for a pHash
-        hit that no homography backs. None when the image has no thumbnail or no
-        textured cell."""
+        hit that no homography backs. With ``min_cells``, the stricter check for a far
+        pHash hit: stretch and placement each judged on at least that many textured
+        cells. None when the image has no thumbnail or no textured cell."""
         side = self.settings.feature_side
         gray = image.derived(("aligned", side), lambda: feature_gray(
             np.asarray(image.trimmed(side)[0].convert("L")), side))
         found = []
         for ref in index.features(gallery_id):
             if ref.image is not None:
-                floor = self.settings.crop_min_agreement
-                placed = place_crop(ref.image, ref.size, gray) if floor > 0 else None
-                found += [aligned_agreement(ref.image, ref.size, gray),
+                floor, cells = self.settings.crop_min_agreement, max(CROP_MIN_CELLS, min_cells)
+                placed = place_crop(ref.image, ref.size, gray, cells) if floor > 0 else None
+                found += [aligned_agreement(ref.image, ref.size, gray, min_cells),
                           placed[0] if placed and placed[0] >= floor else None]
         found = [a for a in found if a is not None]
         return max(found) if found else None

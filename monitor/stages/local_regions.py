@@ -17,7 +17,9 @@ Uniform boxes (letterbox and pillarbox bars, blank panels) are never proposed; t
 them facing each other propose the gap between them, where a picture fitted into a
 slot sits (:func:`between_bars`; measured on the benchmark split, seed 5: AugLy's
 screenshot templates pillarbox portrait pictures, and a white-background picture
-there had no outline of its own; screenshot recall 0.94 → 0.98).
+there had no outline of its own; screenshot recall 0.94 → 0.98). Straight seams
+across the whole image (a meme's caption band, a page header) cut it into boxes too
+(:func:`split_by_lines`), tried after the outlined ones.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
     h, w = gray.shape
     if limit <= 0 or min(h, w) < 2 * MIN_SIDE:
         return []
-    edges = cv2.dilate(cv2.Canny(gray, *CANNY), np.ones((3, 3), np.uint8))
+    canny = cv2.Canny(gray, *CANNY)
+    edges = cv2.dilate(canny, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     found: list[Box] = []
     bars: list[Box] = []
@@ -118,12 +121,52 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
     found += [b for b in between_bars(bars) if _sized(b, w, h)]
     found.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list[Box] = []
-    for box in found:
+    for box in found + split_by_lines(canny):
         if all(iou(box, k) <= MAX_IOU for k in kept):
             kept.append(box)
         if len(kept) == limit:
             break
     return kept
+
+
+def split_by_lines(edges: np.ndarray) -> list[Box]:
+    """Boxes between straight edges that cross the whole image, largest first, given its
+    Canny ``edges`` ``(H, W) uint8`` (not dilated): a meme's caption band, a page header,
+    a collage seam. A row (column) cuts the image when it and the next have an edge on
+    :data:`LINE_FILL` of their pixels between them (a seam one pixel thick, wobbling by
+    one; texture fills no single line so). Each cell of the grid the cuts make is a box
+    when it is between :data:`MIN_AREA` and :data:`MAX_SPLIT_AREA` of the image. Tried
+    after the outlined proposals: the picture under a caption has no outline of its own."""
+    h, w = edges.shape
+    on = edges > 0
+    rows = (on[:-1] | on[1:]).mean(axis=1) >= LINE_FILL
+    cols = (on[:, :-1] | on[:, 1:]).mean(axis=0) >= LINE_FILL
+    ys, xs = _cuts(np.flatnonzero(rows), h), _cuts(np.flatnonzero(cols), w)
+    if len(ys) == 2 and len(xs) == 2:
+        return []
+    boxes = [(x0, y0, x1, y1) for (y0, y1) in zip(ys[:-1], ys[1:], strict=True)
+             for (x0, x1) in zip(xs[:-1], xs[1:], strict=True)]
+    boxes = [b for b in boxes if MIN_AREA * w * h <= (b[2] - b[0]) * (b[3] - b[1])
+             <= MAX_SPLIT_AREA * w * h and min(b[2] - b[0], b[3] - b[1]) >= MIN_SIDE]
+    return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+
+def _cuts(lines: np.ndarray, n: int) -> list[int]:
+    """``[0, ..., n]``: the image's ends and, inside, each run of adjacent cut lines as
+    its outer pixels, widened by one each way (the boxes on either side leave the seam
+    out)."""
+    out = [0]
+    for run in np.split(lines, np.flatnonzero(np.diff(lines) > 1) + 1) if len(lines) else []:
+        out += [max(0, int(run[0]) - 1), min(n, int(run[-1]) + 3)]
+    out.append(n)
+    return out
+
+
+LINE_FILL = 0.8
+"""Fraction of a row's (column's) pixels on Canny edges for it to cut the image."""
+MAX_SPLIT_AREA = 0.95
+"""Largest box :func:`split_by_lines` proposes, as a fraction of the image (a picture
+under a caption band keeps 80-90 % of a meme)."""
 
 
 def _sized(box: Box, w: int, h: int) -> bool:
@@ -187,24 +230,47 @@ def unbarred(rgb: np.ndarray, box: Box) -> Box:
     bars added when a picture was fitted into a slot), given its pixels ``rgb``
     ``(H, W, 3) uint8``. Unlike the all-round trim of :mod:`monitor.trim`, each side
     has its own colour, so black bars left and right of content touching the top
-    and bottom edges go too. ``box`` itself when stripping would leave under half.
+    and bottom edges go too. From each side go runs of uniform lines of one colour
+    each (:func:`_bar_lines`) up to the first wide one, the bar: before it go slivers
+    (the page the proposal box took along, a blended line); a picture's own margin,
+    in another colour after the bar, stays.
+    ``box`` itself when stripping would leave under half.
     """
     grey = rgb.astype(np.int16).mean(axis=2)
 
-    def uniform(lines: np.ndarray) -> np.ndarray:  # (n, len) → one flag per line
-        dev = np.abs(lines - np.median(lines, axis=1, keepdims=True))
-        return (dev <= BAR_TOLERANCE).mean(axis=1) >= BAR_FILL
+    def lines(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (n, len) → flags, colours
+        med = np.median(a, axis=1)
+        return (np.abs(a - med[:, None]) <= BAR_TOLERANCE).mean(axis=1) >= BAR_FILL, med
 
-    cols, rows = uniform(grey.T), uniform(grey)
-    left = int(np.argmin(cols)) if not cols.all() else 0
-    right = int(np.argmin(cols[::-1])) if not cols.all() else 0
-    top = int(np.argmin(rows)) if not rows.all() else 0
-    bottom = int(np.argmin(rows[::-1])) if not rows.all() else 0
+    (cu, cm), (ru, rm) = lines(grey.T), lines(grey)
+    left, right = _bar_lines(cu, cm), _bar_lines(cu[::-1], cm[::-1])
+    top, bottom = _bar_lines(ru, rm), _bar_lines(ru[::-1], rm[::-1])
     h, w = grey.shape
     if (w - left - right) < w / 2 or (h - top - bottom) < h / 2:
         return box
     x0, y0 = box[0], box[1]
     return (x0 + left, y0 + top, x0 + w - right, y0 + h - bottom)
+
+
+BAR_SLIVER = 0.03
+"""A run of uniform lines at most this fraction of the box side is a sliver (pixels of
+the page around the slot that a Canny contour's box takes along, a line blended by
+resizing) and does not end the strip; a wider run is the bar and does."""
+
+
+def _bar_lines(flags: np.ndarray, colour: np.ndarray) -> int:
+    """How many leading lines are bar: ``flags`` ``(n,) bool`` uniform lines and
+    ``colour`` ``(n,) float`` their median grey levels, from the side inwards. A run is
+    consecutive uniform lines within :data:`BAR_TOLERANCE` of its first line's colour;
+    runs go up to and including the first wider than :data:`BAR_SLIVER`."""
+    n = 0
+    while n < len(flags) and flags[n]:
+        start, c = n, colour[n]
+        while n < len(flags) and flags[n] and abs(colour[n] - c) <= BAR_TOLERANCE:
+            n += 1
+        if n - start > BAR_SLIVER * len(flags):
+            break
+    return n
 
 
 def iou(a: Box, b: Box) -> float:
