@@ -12,14 +12,18 @@ from tests.test_stage_local import _decode, _rgb
 NAMES = ("astronaut", "coffee", "rocket")
 
 
-def _engine(local: bool = True) -> Engine:
-    settings = Settings(clip={"enabled": False}, local={"enabled": local})
+def gallery_engine(settings: Settings, names: tuple[str, ...] = NAMES) -> Engine:
+    """An engine with ``names`` (skimage photos) as gallery images 0, 1, ... ."""
     engine, hasher = Engine(settings), HashStage()
-    for gid, name in enumerate(NAMES):
+    for gid, name in enumerate(names):
         image = _decode(_rgb(name))
         engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i),
                    image)
     return engine
+
+
+def _engine(local: bool = True) -> Engine:
+    return gallery_engine(Settings(clip={"enabled": False}, local={"enabled": local}))
 
 
 def test_hash_hits_carry_aligned_agreement() -> None:

@@ -139,20 +139,20 @@ def test_unbarred_keeps_the_pictures_own_margin() -> None:
     assert unbarred(np.asarray(page), box) == (100, 0, 100 + framed.width, 200)
 
 
+def _engine(**hash_settings: int) -> Engine:
+    """The local stage unable to decide (inlier floors out of reach): only pHash and the
+    dense check can find a copy."""
+    from monitor.config import Settings
+    from tests.test_engine import gallery_engine
+
+    return gallery_engine(Settings(clip={"enabled": False}, hash=hash_settings, local={
+        "min_inliers": 5000, "corroborate_min_inliers": 5000}), GALLERY)
+
+
 def test_region_pasted_whole_found_by_its_phash() -> None:
     """A copy pasted whole into a page (pillarboxed) with the local stage unable to
     decide: the pHash of the proposed sub-image finds it, with its dense check."""
-    from monitor.config import Settings
-    from monitor.engine import Engine, GalleryEntry
-    from monitor.stages.hash import HashStage
-
-    settings = Settings(clip={"enabled": False},
-                        local={"min_inliers": 5000, "corroborate_min_inliers": 5000})
-    engine, hasher = Engine(settings), HashStage()
-    for gid, name in enumerate(GALLERY):
-        image = _decode(_rgb(name))
-        engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i),
-                   image)
+    engine = _engine()
     page = Image.new("RGB", (1200, 800), (245, 245, 245))
     page.paste(_rgb("page").resize((1100, 150)), (50, 20))
     page.paste(_pillarboxed("rocket", (640, 300)), (280, 300))
@@ -191,21 +191,6 @@ def test_picture_under_a_caption_band_is_proposed() -> None:
 
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
         assert split_by_lines(cv2.Canny(np.asarray(_rgb(name).convert("L")), *CANNY)) == []
-
-
-def _engine(**hash_settings: int) -> Engine:
-    from monitor.config import Settings
-    from monitor.engine import GalleryEntry
-    from monitor.stages.hash import HashStage
-
-    settings = Settings(clip={"enabled": False}, hash=hash_settings,
-                        local={"min_inliers": 5000, "corroborate_min_inliers": 5000})
-    engine, hasher = Engine(settings), HashStage()
-    for gid, name in enumerate(GALLERY):
-        image = _decode(_rgb(name))
-        engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i),
-                   image)
-    return engine
 
 
 def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:

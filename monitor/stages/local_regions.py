@@ -113,15 +113,15 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
     for c in contours:
         x, y, bw, bh = cv2.boundingRect(c)
         box = (x, y, x + bw, y + bh)
-        inner = gray[y + BAR_INSET:y + bh - BAR_INSET, x + BAR_INSET:x + bw - BAR_INSET]
-        if min(bw, bh) >= MIN_SIDE // 2 and uniform(inner):
+        if min(bw, bh) >= MIN_SIDE // 2 and uniform(_inside(gray, box)):
             bars.append(box)
         elif _sized(box, w, h) and cv2.contourArea(cv2.convexHull(c)) >= MIN_FILL * bw * bh:
             found.append(box)
     found += [b for b in between_bars(bars) if _sized(b, w, h)]
     found.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list[Box] = []
-    for box in found + split_by_lines(canny):
+    seams = [b for b in split_by_lines(canny) if not uniform(_inside(gray, b))]
+    for box in found + seams:
         if all(iou(box, k) <= MAX_IOU for k in kept):
             kept.append(box)
         if len(kept) == limit:
@@ -136,7 +136,9 @@ def split_by_lines(edges: np.ndarray) -> list[Box]:
     :data:`LINE_FILL` of their pixels between them (a seam one pixel thick, wobbling by
     one; texture fills no single line so). Each cell of the grid the cuts make is a box
     when it is between :data:`MIN_AREA` and :data:`MAX_SPLIT_AREA` of the image. Tried
-    after the outlined proposals: the picture under a caption has no outline of its own."""
+    after the outlined proposals (the picture under a caption has no outline of its own),
+    and, like them, not when uniform (a flag's stripe). Cost, measured on 150 distractors
+    of the benchmark (seed 5): 144 sub-images checked instead of 90, +10-17 % CPU."""
     h, w = edges.shape
     on = edges > 0
     rows = (on[:-1] | on[1:]).mean(axis=1) >= LINE_FILL
@@ -167,6 +169,12 @@ LINE_FILL = 0.8
 MAX_SPLIT_AREA = 0.95
 """Largest box :func:`split_by_lines` proposes, as a fraction of the image (a picture
 under a caption band keeps 80-90 % of a meme)."""
+
+
+def _inside(gray: np.ndarray, box: Box) -> np.ndarray:
+    """The pixels of ``box`` less :data:`BAR_INSET` along each side."""
+    x0, y0, x1, y1 = box
+    return gray[y0 + BAR_INSET:y1 - BAR_INSET, x0 + BAR_INSET:x1 - BAR_INSET]
 
 
 def _sized(box: Box, w: int, h: int) -> bool:
