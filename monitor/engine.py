@@ -227,37 +227,32 @@ class Engine:
         ``local.min_agreement``): a flat patch of page hashes like any flat gallery
         image (measured: a near-uniform wallpaper at 0-3 bits from 6 of 1,000
         distractors' sub-images, with no textured cell to check). Searched out to
-        ``hash.region_max_distance`` bits; hits beyond ``hash.max_distance`` must pass
-        :meth:`_far`."""
+        ``hash.region_max_distance`` bits; of the hits beyond ``hash.max_distance`` the
+        nearest :data:`FAR_HITS` are checked, and kept at :data:`FAR_AGREEMENT` on
+        :data:`FAR_MIN_CELLS` textured cells."""
         hits, near = [], self.settings.hash.max_distance
         for region in regions(image, self.settings.local.proposals):
             found = self.hash.search(self.hash.compute(region.image), self.hash_index,
                                      max(near, self.settings.hash.region_max_distance))
+            far = [h for h in found if h.distance > near][:FAR_HITS]
             kept = self._confirmed(region.image, local, [h for h in found if h.distance <= near])
-            kept += self._far(region.image, local, [h for h in found if h.distance > near])
+            kept += self._confirmed(region.image, local, far, FAR_AGREEMENT, FAR_MIN_CELLS)
             hits += [replace(h, region=region.box) for h in kept]
         return hits
 
-    def _far(self, image: DecodedImage, local: LocalStage, hits: list[Hit]) -> list[Hit]:
-        """The nearest :data:`FAR_HITS` of ``hits`` whose dense check (stretch or crop
-        placement) agrees at :data:`FAR_AGREEMENT` on :data:`FAR_MIN_CELLS` textured cells."""
-        out = []
-        for h in hits[:FAR_HITS]:
-            a = local.aligned(image, self.local_index, h.gallery_id, min_cells=FAR_MIN_CELLS)
-            if a is not None and a >= FAR_AGREEMENT:
-                out.append(replace(h, agreement=a))
-        return out
+    def _with_agreement(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
+                        min_cells: int = 0) -> list[Hit]:
+        """``hits`` (pHash) with the dense agreement of ``image`` against each gallery image
+        (:meth:`LocalStage.aligned`, judged on at least ``min_cells`` textured cells)."""
+        return [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id,
+                                                   min_cells)) for h in hits]
 
-    def _with_agreement(self, image: DecodedImage, local: LocalStage,
-                        hits: list[Hit]) -> list[Hit]:
-        """``hits`` (pHash) with the dense agreement of ``image`` against each gallery image."""
-        return [replace(h, agreement=local.aligned(image, self.local_index, h.gallery_id))
-                for h in hits]
-
-    def _confirmed(self, image: DecodedImage, local: LocalStage, hits: list[Hit]) -> list[Hit]:
-        """Those of :meth:`_with_agreement` whose agreement reaches ``local.min_agreement``."""
-        floor = self.settings.local.min_agreement
-        return [h for h in self._with_agreement(image, local, hits)
+    def _confirmed(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
+                   floor: float | None = None, min_cells: int = 0) -> list[Hit]:
+        """Those of :meth:`_with_agreement` whose agreement reaches ``floor`` (default
+        ``local.min_agreement``)."""
+        floor = self.settings.local.min_agreement if floor is None else floor
+        return [h for h in self._with_agreement(image, local, hits, min_cells)
                 if h.agreement is not None and h.agreement >= floor]
 
     # -- persistence ----------------------------------------------------------

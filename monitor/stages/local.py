@@ -167,9 +167,9 @@ class LocalStage:
         gray = image.derived(("aligned", side), lambda: feature_gray(
             np.asarray(image.trimmed(side)[0].convert("L")), side))
         found = []
+        floor, cells = self.settings.crop_min_agreement, max(CROP_MIN_CELLS, min_cells)
         for ref in index.features(gallery_id):
             if ref.image is not None:
-                floor, cells = self.settings.crop_min_agreement, max(CROP_MIN_CELLS, min_cells)
                 placed = place_crop(ref.image, ref.size, gray, cells) if floor > 0 else None
                 found += [aligned_agreement(ref.image, ref.size, gray, min_cells),
                           placed[0] if placed and placed[0] >= floor else None]

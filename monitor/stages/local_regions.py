@@ -118,15 +118,21 @@ def proposals(gray: np.ndarray, limit: int = 3) -> list[Box]:
         elif _sized(box, w, h) and cv2.contourArea(cv2.convexHull(c)) >= MIN_FILL * bw * bh:
             found.append(box)
     found += [b for b in between_bars(bars) if _sized(b, w, h)]
-    found.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     kept: list[Box] = []
-    seams = [b for b in split_by_lines(canny) if not uniform(_inside(gray, b))]
-    for box in found + seams:
+    _keep(kept, sorted(found, key=_area, reverse=True), limit)
+    if len(kept) < limit:  # seams only fill what the outlined boxes leave
+        _keep(kept, [b for b in split_by_lines(canny) if not uniform(_inside(gray, b))], limit)
+    return kept
+
+
+def _keep(kept: list[Box], boxes: list[Box], limit: int) -> None:
+    """Append to ``kept`` each of ``boxes`` overlapping none of it by more than
+    :data:`MAX_IOU`, until it holds ``limit``."""
+    for box in boxes:
+        if len(kept) == limit:
+            return
         if all(iou(box, k) <= MAX_IOU for k in kept):
             kept.append(box)
-        if len(kept) == limit:
-            break
-    return kept
 
 
 def split_by_lines(edges: np.ndarray) -> list[Box]:
@@ -144,13 +150,9 @@ def split_by_lines(edges: np.ndarray) -> list[Box]:
     rows = (on[:-1] | on[1:]).mean(axis=1) >= LINE_FILL
     cols = (on[:, :-1] | on[:, 1:]).mean(axis=0) >= LINE_FILL
     ys, xs = _cuts(np.flatnonzero(rows), h), _cuts(np.flatnonzero(cols), w)
-    if len(ys) == 2 and len(xs) == 2:
-        return []
     boxes = [(x0, y0, x1, y1) for (y0, y1) in zip(ys[:-1], ys[1:], strict=True)
              for (x0, x1) in zip(xs[:-1], xs[1:], strict=True)]
-    boxes = [b for b in boxes if MIN_AREA * w * h <= (b[2] - b[0]) * (b[3] - b[1])
-             <= MAX_SPLIT_AREA * w * h and min(b[2] - b[0], b[3] - b[1]) >= MIN_SIDE]
-    return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    return sorted([b for b in boxes if _sized(b, w, h, MAX_SPLIT_AREA)], key=_area, reverse=True)
 
 
 def _cuts(lines: np.ndarray, n: int) -> list[int]:
@@ -177,10 +179,15 @@ def _inside(gray: np.ndarray, box: Box) -> np.ndarray:
     return gray[y0 + BAR_INSET:y1 - BAR_INSET, x0 + BAR_INSET:x1 - BAR_INSET]
 
 
-def _sized(box: Box, w: int, h: int) -> bool:
-    """True when ``box`` is a proposal's size in a ``w`` × ``h`` image."""
-    bw, bh = box[2] - box[0], box[3] - box[1]
-    return MIN_AREA * w * h <= bw * bh <= MAX_AREA * w * h and min(bw, bh) >= MIN_SIDE
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _sized(box: Box, w: int, h: int, max_area: float = MAX_AREA) -> bool:
+    """True when ``box`` is a proposal's size in a ``w`` × ``h`` image: between
+    :data:`MIN_AREA` and ``max_area`` of it, no side under :data:`MIN_SIDE`."""
+    return MIN_AREA * w * h <= _area(box) <= max_area * w * h \
+        and min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE
 
 
 BAR_INSET = 3
