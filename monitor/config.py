@@ -105,8 +105,9 @@ class LocalSettings(_Section):
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
     min_inliers: int = Field(10, description="RANSAC inliers below which no match is reported.")
     corroborate_min_inliers: int = Field(
-        6, description="Lower inlier floor for gallery images another stage (hash, CLIP) already "
-        "proposed; such weak hits flag only through a rule's [[rule.corroborated]] tables.")
+        6, description="Lower inlier floor of weak homographies (below min_inliers): such hits "
+        "flag only through a rule's [[rule.corroborated]] tables (with a pHash hit, or a dense "
+        "agreement), and on a voted gallery image a crop placement replaces them.")
     crop_min_agreement: float = Field(
         0.9, description="Crop placement: a voted gallery image no homography verified is "
         "searched for the candidate as a crop of it (scale and position by template "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PIL import Image, ImageEnhance
 
 from monitor.config import Settings
@@ -77,3 +79,22 @@ def test_degenerate_codes_need_the_dense_check() -> None:
     copy = _decode(stripes.resize((240, 160)))
     hit = engine.match(copy)[0].evidence("hash")
     assert hit is not None and hit.gallery_id == 9 and hit.agreement >= 0.7
+
+
+def test_weak_homography_flags_only_with_dense_agreement() -> None:
+    """Default rules: a small turned copy of the rocket (6-9 inliers, the warp agreeing
+    on nearly every textured cell) is a violation through the corroborated table of
+    inliers and agreement; the same hit with its agreement lowered is not."""
+    from pathlib import Path
+
+    from monitor.rules import RuleSet, load_rules
+    from tests.test_stage_local import _small_turned
+
+    rules = RuleSet(load_rules(Path(__file__).resolve().parent.parent / "monitor" / "defaults"))
+    engine = gallery_engine(Settings(clip={"enabled": False}))
+    top = engine.match(_small_turned(_rgb("rocket"), 120, 20))[0]
+    assert top.gallery_id == NAMES.index("rocket") and 6 <= top.inliers < 10
+    outcome = rules.judge(top, "art", "x.jpg")
+    assert outcome is not None and outcome.rule == "copy"
+    weak = replace(top, hits=tuple(replace(h, agreement=0.85) for h in top.hits))
+    assert rules.judge(weak, "art", "x.jpg") is None

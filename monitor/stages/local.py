@@ -203,9 +203,10 @@ class LocalStage:
         """Verified hits for ``query``: the voted shortlist plus ``extra_ids``, best first.
 
         Shortlisted images are verified in the view (plain or mirrored) that voted for
-        them, down to ``min_inliers``; ``extra_ids`` (proposed by another stage) in both
-        views, down to ``corroborate_min_inliers``: such a weak hit only counts where a
-        rule asks for corroborated evidence (:class:`monitor.rules.Corroboration`).
+        them, ``extra_ids`` (proposed by another stage) in both views, all down to
+        ``corroborate_min_inliers``. A hit below ``min_inliers`` is weak: it only counts
+        where a rule asks for corroborated evidence (:class:`monitor.rules.Corroboration`),
+        and on a voted image it gives way to a crop placement (:meth:`placements`).
         """
         todo: dict[int, set[bool]] = {}
         for (gid, mirrored), _ in self.shortlist(query, index):
@@ -215,17 +216,20 @@ class LocalStage:
         for gid in extra:
             todo[gid] = {False, True}
         s, hits = self.settings, []
+        floor = min(s.min_inliers, s.corroborate_min_inliers)
         for gid, views in todo.items():
-            floor = min(s.min_inliers, s.corroborate_min_inliers) if gid in extra else None
             for ref in index.features(gid):
                 hit = self.verify(query, ref, gid, original_size, views=tuple(sorted(views)),
                                   min_inliers=floor)
                 if hit is not None:
                     hits.append(hit)
+        weak = [h for h in hits if h.gallery_id not in extra and h.inliers < s.min_inliers]
+        hits = [h for h in hits if h not in weak]
         found = {h.gallery_id for h in hits}
         hits += self.placements(query, index, [g for g in voted if g not in found],
                                 original_size)
-        return _best_per_image(hits)
+        placed = {h.gallery_id for h in hits}
+        return _best_per_image(hits + [h for h in weak if h.gallery_id not in placed])
 
     def placements(self, query: Features, index: LocalIndex, ids: list[int],
                    original_size: tuple[int, int]) -> list[Hit]:
