@@ -8,7 +8,7 @@ geometric evidence (inliers, region) backs whatever another stage proposed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from monitor.errors import StageUnavailable
 from monitor.index.binary import BinaryIndex
 from monitor.index.dense import DenseIndex
 from monitor.index.local import LocalIndex
-from monitor.results import Hit, Match, StageStatus
+from monitor.results import Hit, Match, StageStatus, merge_hits
 from monitor.stages.clip import ClipStage
 from monitor.stages.hash import HashStage, informative
 from monitor.stages.local import LocalStage
@@ -99,19 +99,6 @@ def _decisive(hits: list[Hit], settings: Settings) -> bool:
     return any((h.distance is not None and h.distance <= DECISIVE_BITS)
                or (h.inliers is not None and h.inliers >= settings.local.min_inliers)
                for h in hits)
-
-
-def merge_hits(hits: Iterable[Hit]) -> list[Match]:
-    """Group hits by gallery id into matches; the best-scoring hit names the stage."""
-    by_id: dict[int, list[Hit]] = {}
-    for hit in hits:
-        by_id.setdefault(hit.gallery_id, []).append(hit)
-    matches = []
-    for gid, group in by_id.items():
-        best = max(group, key=lambda h: h.score)
-        matches.append(Match(gallery_id=gid, stage=best.stage, score=best.score,
-                             hits=tuple(sorted(group, key=lambda h: -h.score))))
-    return sorted(matches, key=lambda m: -m.score)
 
 
 class Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -155,3 +156,16 @@ class CheckResult:
     error: str | None = None
     error_code: str | None = None
     candidate_id: int | None = None
+
+
+def merge_hits(hits: Iterable[Hit]) -> list[Match]:
+    """Group hits by gallery id into matches; the best-scoring hit names the stage."""
+    by_id: dict[int, list[Hit]] = {}
+    for hit in hits:
+        by_id.setdefault(hit.gallery_id, []).append(hit)
+    matches = []
+    for gid, group in by_id.items():
+        best = max(group, key=lambda h: h.score)
+        matches.append(Match(gallery_id=gid, stage=best.stage, score=best.score,
+                             hits=tuple(sorted(group, key=lambda h: -h.score))))
+    return sorted(matches, key=lambda m: -m.score)

@@ -47,13 +47,10 @@ from monitor.stages.local_dense import (
 )
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, box, fit
+from monitor.stages.local_matching import RATIO, ratio_matches
 from monitor.stages.local_regions import regions
 
 __all__ = ["Features", "LocalIndex", "LocalStage"]
-
-RATIO = 0.8
-"""Lowe's ratio test threshold (Lowe 2004, Fig. 11: 0.8 rejects 90 % of false matches)."""
-
 
 class LocalStage:
     """Computes local features and verifies candidates against gallery views."""
@@ -271,37 +268,3 @@ def _best_per_image(hits: list[Hit]) -> list[Hit]:
         if old is None or ((h.inliers or 0), h.score) > ((old.inliers or 0), old.score):
             best[h.gallery_id] = h
     return sorted(best.values(), key=lambda h: (-h.score, -(h.inliers or 0), h.gallery_id))
-
-
-def ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(qi, ri)`` of query→ref 2-NN matches passing Lowe's ratio test.
-
-    Descriptors are ``uint8``: 128-d RootSIFT (L2) or 32-byte ORB (Hamming); the
-    exact 2-NN comes from a FAISS flat index (SIMD; about 5x a numpy distance
-    matrix here). Each ref keypoint is kept once (its best match), so inliers are
-    distinct points.
-    """
-    if len(r) < 2 or not len(q):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d2, two = _knn2(q, r)
-    best, d_best, d_second = two[:, 0], d2[:, 0], d2[:, 1]
-    qi = np.flatnonzero((best >= 0) & (d_best < ratio * d_second))
-    qi = qi[np.argsort(d_best[qi], kind="stable")]
-    _, first = np.unique(best[qi], return_index=True)
-    qi = qi[np.sort(first)]
-    return qi.astype(np.int64), best[qi].astype(np.int64)
-
-
-def _knn2(q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(Nq, 2)`` distances (L2, or Hamming bits for 32-byte codes) and ref indices."""
-    import faiss
-
-    if q.shape[1] == 32:
-        index = faiss.IndexBinaryFlat(256)
-        index.add(np.ascontiguousarray(r))
-        dist, lab = index.search(np.ascontiguousarray(q), 2)
-        return dist.astype(np.float32), lab
-    index = faiss.IndexFlatL2(q.shape[1])
-    index.add(np.ascontiguousarray(r, np.float32))
-    dist, lab = index.search(np.ascontiguousarray(q, np.float32), 2)
-    return np.sqrt(np.maximum(dist, 0.0)), lab

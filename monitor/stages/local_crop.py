@@ -19,6 +19,7 @@ from monitor.results import Hit
 from monitor.stages.local_dense import place_crop
 from monitor.stages.local_features import Features
 from monitor.stages.local_geometry import box, corners, project
+from monitor.stages.local_matching import RATIO, ratio_matches
 
 MIN_SUPPORT = 3
 """Ratio-test keypoint matches that must agree with a placement."""
@@ -30,8 +31,6 @@ gallery keypoint mapped by the placement must land on its matched candidate keyp
 def support(query: Features, ref: Features, homography: np.ndarray) -> int:
     """Ratio-test matches of ``query`` to ``ref`` that ``homography`` ``(3, 3)`` (gallery
     feature pixels → candidate feature pixels) maps within :data:`SUPPORT_PX`."""
-    from monitor.stages.local import RATIO, ratio_matches
-
     if len(query) < 2 or len(ref) < 2:
         return 0
     qi, ri = ratio_matches(query.descriptors, ref.descriptors, RATIO)
