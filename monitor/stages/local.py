@@ -8,7 +8,9 @@ descriptor index (:class:`LocalIndex`) → for each shortlisted image (and each
 brute-force 2-NN matches, then a homography by MAGSAC++ (Barath et al. 2020;
 OpenCV ``USAC_MAGSAC``, a RANSAC of Fischler & Bolles 1981) with degeneracy
 checks. The projected gallery corners give the quad and the region box on the
-candidate, in original candidate pixels. When the whole candidate gives no hit,
+candidate, in original candidate pixels. A homography of ``corroborate_min_inliers``
+(6) to ``min_inliers`` (10) inliers is kept as a *weak* hit, which flags only through
+a rule's corroborated tables. When the whole candidate gives no hit of ``min_inliers``,
 its largest rectangular sub-images (:mod:`monitor.stages.local_regions`) are
 checked alone: a copy pasted into a screenshot otherwise loses its keypoint
 budget to the interface around it.
@@ -51,6 +53,7 @@ from monitor.stages.local_matching import RATIO, ratio_matches
 from monitor.stages.local_regions import regions
 
 __all__ = ["Features", "LocalIndex", "LocalStage"]
+
 
 class LocalStage:
     """Computes local features and verifies candidates against gallery views."""
