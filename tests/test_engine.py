@@ -81,20 +81,39 @@ def test_degenerate_codes_need_the_dense_check() -> None:
     assert hit is not None and hit.gallery_id == 9 and hit.agreement >= 0.7
 
 
-def test_weak_homography_flags_only_with_dense_agreement() -> None:
-    """Default rules: a small turned copy of the rocket (6-9 inliers, the warp agreeing
-    on nearly every textured cell) is a violation through the corroborated table of
-    inliers and agreement; the same hit with its agreement lowered is not."""
-    from pathlib import Path
-
+def test_weak_homography_flags_only_with_dense_agreement(tmp_path) -> None:
+    """A weak homography (under ``local.min_inliers``, here 40) flags through a
+    corroborated table of inliers and dense agreement, as the default rules' 6 inliers at
+    0.9 does; the same hit with its agreement lowered does not."""
     from monitor.rules import RuleSet, load_rules
     from tests.test_stage_local import _small_turned
 
-    rules = RuleSet(load_rules(Path(__file__).resolve().parent.parent / "monitor" / "defaults"))
-    engine = gallery_engine(Settings(clip={"enabled": False}))
-    top = engine.match(_small_turned(_rgb("rocket"), 120, 20))[0]
-    assert top.gallery_id == NAMES.index("rocket") and 6 <= top.inliers < 10
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nlocal_min_inliers=40\n'
+        '[[rule.corroborated]]\nlocal_min_inliers=6\nmin_agreement=0.9\n')
+    rules = RuleSet(load_rules(tmp_path))
+    engine = gallery_engine(Settings(clip={"enabled": False}, local={"min_inliers": 40}))
+    top = engine.match(_small_turned(_rgb("rocket"), 100, 20))[0]
+    assert top.gallery_id == NAMES.index("rocket") and 6 <= top.inliers < 40
     outcome = rules.judge(top, "art", "x.jpg")
     assert outcome is not None and outcome.rule == "copy"
     weak = replace(top, hits=tuple(replace(h, agreement=0.85) for h in top.hits))
     assert rules.judge(weak, "art", "x.jpg") is None
+
+
+def test_default_rules_take_weak_homographies_at_dense_agreement() -> None:
+    """The shipped rules: 6-9 inliers flag at a dense agreement of 0.9, not below it, and
+    5 inliers never do."""
+    from pathlib import Path
+
+    from monitor.results import Hit, Match
+    from monitor.rules import RuleSet, load_rules
+
+    rules = RuleSet(load_rules(Path(__file__).resolve().parent.parent / "monitor" / "defaults"))
+
+    def judged(inliers: int, agreement: float) -> bool:
+        hit = Hit("local", 0, 0.4, inliers=inliers, agreement=agreement)
+        return rules.judge(Match(0, "local", 0.4, (hit,)), "art", "x.jpg") is not None
+
+    assert judged(7, 0.95) and judged(6, 0.9) and judged(10, 0.6)
+    assert not judged(9, 0.85) and not judged(5, 1.0)
