@@ -104,12 +104,11 @@ def test_weak_homography_flags_only_with_dense_agreement(tmp_path) -> None:
 def test_default_rules_take_weak_homographies_at_dense_agreement() -> None:
     """The shipped rules: 6-9 inliers flag at a dense agreement of 0.9, not below it, and
     5 inliers never do."""
-    from pathlib import Path
-
     from monitor.results import Hit, Match
     from monitor.rules import RuleSet, load_rules
+    from tests.test_rules import DEFAULTS
 
-    rules = RuleSet(load_rules(Path(__file__).resolve().parent.parent / "monitor" / "defaults"))
+    rules = RuleSet(load_rules(DEFAULTS))
 
     def judged(inliers: int, agreement: float) -> bool:
         hit = Hit("local", 0, 0.4, inliers=inliers, agreement=agreement)

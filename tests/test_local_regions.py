@@ -170,7 +170,6 @@ def test_region_pasted_whole_found_by_its_phash() -> None:
     assert abs(x1 - x0 - rocket_w) <= 8 and abs(y1 - 600) <= 6
 
 
-
 def test_picture_under_a_caption_band_is_proposed() -> None:
     """A meme: a caption band above the picture. The picture has no outline of its own
     (it runs to the image's edges); the straight seam under the band cuts the image
@@ -201,10 +200,8 @@ def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
     gallery image, beyond ``hash.max_distance`` (12) but within
     ``hash.region_max_distance`` (16); the whole picture agrees densely, so it is kept and
     the default rules flag it. With the region radius at 12 bits it is not found."""
-    from pathlib import Path
-
-    import monitor
     from monitor.rules import load_rules
+    from tests.test_rules import DEFAULTS
 
     coffee = _rgb("coffee")
     w, h = coffee.size
@@ -222,7 +219,7 @@ def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
     assert top.agreement is not None and top.agreement >= 0.9
     x0, y0, x1, y1 = top.region
     assert abs(x0 - (280 + (640 - crop.width) // 2)) <= 6 and abs(x1 - x0 - crop.width) <= 8
-    rules = load_rules(Path(monitor.__file__).parent / "defaults")
+    rules = load_rules(DEFAULTS)
     assert any(r.satisfied_by(top) for r in rules if r.verdict == "violation")
 
 

@@ -224,7 +224,7 @@ class LocalStage:
                 if hit is not None:
                     hits.append(hit)
         weak = [h for h in hits if h.gallery_id not in extra and h.inliers < s.min_inliers]
-        hits = [h for h in hits if h not in weak]
+        hits = [h for h in hits if h.gallery_id in extra or h.inliers >= s.min_inliers]
         found = {h.gallery_id for h in hits}
         hits += self.placements(query, index, [g for g in voted if g not in found],
                                 original_size)
