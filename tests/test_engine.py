@@ -116,3 +116,28 @@ def test_default_rules_take_weak_homographies_at_dense_agreement() -> None:
 
     assert judged(7, 0.95) and judged(6, 0.9) and judged(10, 0.6)
     assert not judged(9, 0.85) and not judged(5, 1.0)
+
+
+def test_wide_hash_hits_are_judged_on_more_cells() -> None:
+    """A pHash hit more than ``WIDE_BITS`` off has its dense agreement judged on at least
+    ``WIDE_MIN_CELLS`` textured cells: a flag of two fields (textured only along the
+    line between them, 8 cells) agrees with itself, but counts only as a near hit;
+    a photo, textured everywhere, keeps its agreement at any distance."""
+    from monitor.engine import WIDE_BITS
+    from monitor.results import Hit
+
+    card = Image.new("RGB", (480, 320), (20, 60, 160))
+    card.paste((230, 200, 30), (250, 0, 480, 320))
+    engine, hasher = _engine(), HashStage()
+    image = _decode(card)
+    engine.add(GalleryEntry(9, hasher.compute_gallery(image), None, lambda: image), image)
+
+    def agreements(candidate: Image.Image, gid: int) -> list[float | None]:
+        hits = [Hit("hash", gid, 0.7, distance=d) for d in (WIDE_BITS, WIDE_BITS + 2)]
+        judged = engine._with_agreement(_decode(candidate), engine.local, hits)
+        return [h.agreement for h in judged]
+
+    near, wide = agreements(card, 9)
+    assert near is not None and near >= 0.9 and wide is None
+    near, wide = agreements(_rgb("coffee"), NAMES.index("coffee"))
+    assert near is not None and near >= 0.9 and wide == near
