@@ -84,7 +84,6 @@ DECISIVE_BITS = 3
 """A pHash hit this close (bits) counts as found, so sub-images are not hashed
 (the default rule's ``hash_max_distance``)."""
 
-
 FAR_HITS, FAR_AGREEMENT, FAR_MIN_CELLS = 5, 0.9, 32
 """Sub-image pHash hits beyond ``hash.max_distance``: how many are checked per sub-image
 (nearest first), and the dense check they must pass: 0.9 of at least half the 8×8 grid
@@ -92,16 +91,12 @@ agreeing. Measured (benchmark seeds 5 and 11): a flag's band (Niger's disc) matc
 Japan's flag at 1.0 on 28 cells, a flowchart symbol was placed in another at 0.95 on 20;
 the copies found so agreed on 34-51."""
 
-
 WIDE_BITS, WIDE_MIN_CELLS = 10, 24
-"""A pHash hit more than ``WIDE_BITS`` bits off (the default rules' corroborated 10),
-whole image or sub-image, has its dense agreement judged on at least ``WIDE_MIN_CELLS``
-textured cells of the 8×8 grid, else it has none. Set on benchmark gallery 300, seed 5
-(two splits as the shared-artwork groups grew): distractors flagged at 12 bits and
-agreement 0.94-1.0 on 4-23 cells (Bahamas' and Lesotho's flags as the anarcho-communist
-flag, a flowchart symbol as another, a star cluster as a galaxy); the copies flagged
-that way agreed on 24-31 cells (Trinidad's flag under a meme caption, a pen in a combo)
-or more, except Djibouti's flag under an overlay (under 12, now missed)."""
+"""A pHash hit more than ``WIDE_BITS`` bits off (whole image or sub-image) has its dense
+agreement judged on at least ``WIDE_MIN_CELLS`` textured cells of the 8×8 grid, else it
+has none. Set on benchmark gallery 300, seed 5: plain flags and symbols flagged at 12
+bits and agreement 0.94-1.0 had 4-23 cells; the copies flagged so had 24 or more, but
+Djibouti's flag under an overlay (under 12, now missed)."""
 
 
 def _decisive(hits: list[Hit], settings: Settings) -> bool:
