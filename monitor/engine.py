@@ -256,7 +256,7 @@ class Engine:
         """Identifies the stage settings the saved indices were built with."""
         local = self.settings.local.model_dump_json(exclude=CANDIDATE_ONLY)
         clip = self.clip.fingerprint if self.clip else "-"
-        return f"v1|{local}|{clip}"
+        return f"v2|{local}|{clip}"
 
     def save(self, folder: Path) -> None:
         """Save the local-feature index under ``folder`` atomically.

@@ -177,6 +177,8 @@ def test_save_load_round_trip(tmp_path, stage, index, images) -> None:
     assert np.array_equal(a.keypoints, b.keypoints)
     assert np.array_equal(a.descriptors, b.descriptors)
     assert a.size == b.size and a.scale == pytest.approx(b.scale)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.colour, b.colour)
+    assert a.colour.shape == (*a.image.shape, 3)
     hit, _ = _best(stage, loaded, images["chelsea"].rotate(90, expand=True))
     assert hit is not None and hit.gallery_id == GALLERY.index("chelsea")
     assert LocalIndex.load(path, "fp-2") is None
@@ -233,6 +235,21 @@ def test_weak_homography_of_a_small_turned_copy(images) -> None:
     assert 6 <= hits[0].inliers < 40 and hits[0].agreement >= 0.9
     strong_only = LocalStage(LocalSettings(min_inliers=40, corroborate_min_inliers=40))
     assert strong_only.match_image(img, idx) == []
+
+
+def test_weak_homography_of_recoloured_copy_is_dropped(images) -> None:
+    """The same small turned rocket with its colour channels swapped keeps its grey
+    structure, so its keypoints and dense agreement, but not its hues
+    (:mod:`monitor.stages.local_hue`): a weak hit needs both; a strong one stays."""
+    weak = LocalStage(LocalSettings(min_inliers=40, corroborate_min_inliers=6))
+    idx = LocalIndex()
+    for gid, name in enumerate(GALLERY):
+        idx.add(gid, weak.compute(_decode(images[name]), gallery=True))
+    r, g, b = images["rocket"].split()
+    swapped = Image.merge("RGB", (b, r, g))
+    assert weak.match_image(_small_turned(swapped, 100, 20), idx) == []
+    big = weak.match_image(_decode(swapped.rotate(20, expand=True, fillcolor="white")), idx)
+    assert [h.gallery_id for h in big] == [GALLERY.index("rocket")] and big[0].inliers >= 40
 
 
 def test_gallery_without_keypoints_matches_nothing(stage) -> None:

@@ -139,6 +139,10 @@ class LocalIndex:
             thumb_shapes=np.array([_shape(v.image) for v in views], np.int64).reshape(-1, 2),
             thumbs=_cat([v.image.reshape(-1) for v in views if v.image is not None], (0,),
                         np.uint8) if views else np.zeros(0, np.uint8),
+            colour_shapes=np.array([_shape(v.colour)[:2] for v in views],
+                                   np.int64).reshape(-1, 2),
+            colours=_cat([v.colour.reshape(-1) for v in views if v.colour is not None], (0,),
+                         np.uint8) if views else np.zeros(0, np.uint8),
             faiss=np.asarray(blob, np.uint8), owner=self._owner,
         )
 
@@ -150,21 +154,30 @@ class LocalIndex:
             return None
         index = cls()
         ends = np.cumsum(a["counts"])
-        shapes = a["thumb_shapes"]
-        t_ends = np.cumsum(shapes[:, 0] * shapes[:, 1])
+        thumbs = _unpack(a["thumbs"], a["thumb_shapes"], ())
+        colours = _unpack(a["colours"], a["colour_shapes"], (3,))
         for i, gid in enumerate(a["ids"]):
             lo, hi = int(ends[i] - a["counts"][i]), int(ends[i])
             w, h = (int(v) for v in a["sizes"][i])
-            th, tw = (int(v) for v in shapes[i])
-            thumb = a["thumbs"][t_ends[i] - th * tw:t_ends[i]].reshape(th, tw) if th else None
             index.add(int(gid), Features(a["keypoints"][lo:hi], a["descriptors"][lo:hi],
-                                         (w, h), float(a["scales"][i]), image=thumb))
+                                         (w, h), float(a["scales"][i]), image=thumbs[i],
+                                         colour=colours[i]))
         index._faiss, index._owner = _restore(a["faiss"], a["descriptors"].shape[1]), a["owner"]
         return index
 
 
-def _shape(image: np.ndarray | None) -> tuple[int, int]:
+def _shape(image: np.ndarray | None) -> tuple[int, ...]:
     return (0, 0) if image is None else image.shape
+
+
+def _unpack(flat: np.ndarray, shapes: np.ndarray, tail: tuple[int, ...]
+            ) -> list[np.ndarray | None]:
+    """Images of ``shapes`` ``(N, 2)`` (rows, columns; 0 = none) × ``tail`` cut from
+    ``flat``, in order."""
+    per = int(np.prod(tail)) if tail else 1
+    ends = np.cumsum(shapes[:, 0] * shapes[:, 1] * per)
+    return [flat[e - h * w * per:e].reshape(int(h), int(w), *tail) if h else None
+            for e, (h, w) in zip(ends, shapes, strict=True)]
 
 
 def _cat(arrays: list[np.ndarray], empty: tuple[int, ...], dtype) -> np.ndarray:

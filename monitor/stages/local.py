@@ -25,8 +25,9 @@ rescaled copies (screenshots, chains of edits), so SIFT is the default;
 trimmed of uniform borders first, keypoint-poor images get relaxed SIFT
 thresholds (:mod:`monitor.stages.local_features`), and a verified homography
 must also pass the dense agreement check (:mod:`monitor.stages.local_dense`),
-which removes series siblings that share only a template or frame. Current
-figures: ``bench/RESULTS.md``.
+which removes series siblings that share only a template or frame; a weak one
+(under ``min_inliers``) must also keep the gallery image's hues
+(:mod:`monitor.stages.local_hue`). Current figures: ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from monitor.stages.local_dense import (
 )
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, box, fit
+from monitor.stages.local_hue import colour_thumbnail, hue_consistent
 from monitor.stages.local_matching import RATIO, ratio_matches
 from monitor.stages.local_regions import regions
 
@@ -82,14 +84,20 @@ class LocalStage:
         size = (gray.shape[1], gray.shape[0])
         scale = content_scale * raw.shape[1] / gray.shape[1]
         if gallery:
-            return Features(pts, desc, size, scale, image=thumbnail(gray))
+            thumb = thumbnail(gray)
+            colour = colour_thumbnail(np.asarray(content.convert("RGB")),
+                                      (thumb.shape[1], thumb.shape[0]))
+            return Features(pts, desc, size, scale, image=thumb, colour=colour)
+        colour = colour_thumbnail(np.asarray(content.convert("RGB")), size)
         if s.detector == "orb":
             flipped = np.ascontiguousarray(gray[:, ::-1])
             mpts, mdesc = extract(flipped, "orb", n)
-            mirror = Features(mpts, mdesc, size, scale, offset=offset, image=flipped)
+            mirror = Features(mpts, mdesc, size, scale, offset=offset, image=flipped,
+                              colour=np.ascontiguousarray(colour[:, ::-1]))
         else:
-            mirror = mirror_sift(Features(pts, desc, size, scale, offset=offset, image=gray))
-        return Features(pts, desc, size, scale, mirror, offset, gray)
+            mirror = mirror_sift(Features(pts, desc, size, scale, offset=offset, image=gray,
+                                          colour=colour))
+        return Features(pts, desc, size, scale, mirror, offset, gray, colour)
 
     def verify(self, query: Features, ref: Features, gallery_id: int,
                original_size: tuple[int, int], *, views: tuple[bool, ...] = (False, True),
@@ -99,7 +107,8 @@ class LocalStage:
         ``original_size`` is the candidate's ``(width, height)`` in pixels; ``views``
         says which candidate views to try (``True`` = mirrored). Returns None below
         ``min_inliers`` inliers (default: the ``min_inliers`` setting), below the
-        dense agreement floor, or for degenerate geometry.
+        dense agreement floor, for degenerate geometry, or for a weak homography (under
+        the ``min_inliers`` setting) that changes the gallery image's hues.
         """
         floor = self.settings.min_inliers if min_inliers is None else min_inliers
         best = None
@@ -119,6 +128,9 @@ class LocalStage:
             agree = agreement(ref.image, ref.size, view.image, geo.homography)
         if agree is not None and agree < self.settings.min_agreement \
                 and geo.inliers < self.settings.agreement_exempt_inliers:
+            return None
+        if geo.inliers < self.settings.min_inliers and not hue_consistent(
+                ref.colour, view.colour, geo.homography, ref.size):
             return None
         return self._hit(geo, mirrored, query, gallery_id, original_size, agree)
 
@@ -166,12 +178,16 @@ class LocalStage:
         side = self.settings.feature_side
         gray = image.derived(("aligned", side), lambda: feature_gray(
             np.asarray(image.trimmed(side)[0].convert("L")), side))
+        rgb = image.derived(("aligned-rgb", side), lambda: colour_thumbnail(
+            np.asarray(image.trimmed(side)[0].convert("RGB")), (gray.shape[1], gray.shape[0])))
         found = []
         floor, cells = self.settings.crop_min_agreement, max(CROP_MIN_CELLS, min_cells)
         for ref in index.features(gallery_id):
             if ref.image is not None:
-                placed = place_crop(ref.image, ref.size, gray, cells) if floor > 0 else None
-                found += [aligned_agreement(ref.image, ref.size, gray, min_cells),
+                colours = (ref.colour, rgb)
+                placed = place_crop(ref.image, ref.size, gray, cells, colours) \
+                    if floor > 0 else None
+                found += [aligned_agreement(ref.image, ref.size, gray, min_cells, colours),
                           placed[0] if placed and placed[0] >= floor else None]
         found = [a for a in found if a is not None]
         return max(found) if found else None

@@ -48,7 +48,7 @@ def placement_hit(query: Features, ref: Features, gallery_id: int,
     pixels, ``inliers`` None, ``score`` half the agreement. Else None."""
     if ref.image is None or query.image is None:
         return None
-    placed = place_crop(ref.image, ref.size, query.image)
+    placed = place_crop(ref.image, ref.size, query.image, colours=(ref.colour, query.colour))
     if placed is None or placed[0] < floor or support(query, ref, placed[1]) < MIN_SUPPORT:
         return None
     quad = project(placed[1], corners(ref.size)) * query.scale + np.asarray(query.offset)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitor.stages.local_hue import hue_consistent
+
 THUMB_SIDE = 96
 """Longest side (pixels) of the grey gallery thumbnail kept for dense checks."""
 GRID = 8
@@ -111,6 +113,21 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     return int((counted & (best > CELL_NCC)).sum()), int(counted.sum())
 
 
+Colours = tuple[np.ndarray | None, np.ndarray] | None
+"""``(gallery colour thumbnail, candidate RGB view)`` for the hue check, or None."""
+
+
+def _hues_kept(colours: Colours, k: int, homography: np.ndarray,
+               ref_size: tuple[int, int]) -> bool:
+    """:func:`~monitor.stages.local_hue.hue_consistent` of the candidate's colour view
+    under dihedral transform ``k`` (as in :func:`aligned_agreement`); True without colours."""
+    if colours is None:
+        return True
+    view = np.rot90(colours[1], k % 4)
+    view = view[:, ::-1] if k >= 4 else view
+    return hue_consistent(colours[0], np.ascontiguousarray(view), homography, ref_size)
+
+
 class _Grid:
     """The :data:`GRID` × :data:`GRID` cells of an ``(h, w)`` image (``np.array_split``
     sizes) and per-cell sums of arrays over them."""
@@ -130,13 +147,15 @@ class _Grid:
 
 
 def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray,
-                      min_cells: int = 1) -> float | None:
+                      min_cells: int = 1, colours: Colours = None) -> float | None:
     """Best :func:`agreement` of ``candidate`` ``(H, W) uint8`` stretched onto the whole
     gallery thumbnail, over the 8 dihedral transforms (D4: 4 turns × mirror).
 
     ``candidate`` is the trimmed content of the candidate (any size); ``thumb`` and
     ``ref_size`` as in :func:`agreement`. Only transforms judged on at least
-    ``min_cells`` textured cells count. None when no transform does.
+    ``min_cells`` textured cells count, and with ``colours`` (the gallery colour
+    thumbnail and an RGB view the size of ``candidate``) only those that keep its hues
+    (:func:`~monitor.stages.local_hue.hue_consistent`). None when no transform does.
     """
     best = None
     for k in range(8):
@@ -144,7 +163,8 @@ def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: n
         view = np.ascontiguousarray(view[:, ::-1] if k >= 4 else view)
         stretch = np.diag([view.shape[1] / ref_size[0], view.shape[0] / ref_size[1], 1.0])
         agree, counted = cell_votes(thumb, ref_size, view, stretch)
-        if counted >= max(1, min_cells) and (best is None or agree / counted > best):
+        if counted >= max(1, min_cells) and (best is None or agree / counted > best) \
+                and _hues_kept(colours, k, stretch, ref_size):
             best = agree / counted
     return best
 
@@ -161,7 +181,8 @@ distractor less flagged, 1 crop of a photo of 900 positives less found)."""
 
 
 def place_crop(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray,
-               min_cells: int = CROP_MIN_CELLS) -> tuple[float, np.ndarray] | None:
+               min_cells: int = CROP_MIN_CELLS, colours: Colours = None
+               ) -> tuple[float, np.ndarray] | None:
     """Where ``candidate`` sits in the gallery image if it is a crop of it, and how well
     it agrees there: ``(agreement, homography)`` or None.
 
@@ -169,7 +190,8 @@ def place_crop(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     its height) spans each of :data:`CROP_FRACTIONS` of the thumbnail's, placed where
     OpenCV ``matchTemplate`` (``TM_CCOEFF_NORMED``) correlates best, and each placement
     is judged by :func:`cell_votes`; the best one on at least ``min_cells`` cells (default
-    :data:`CROP_MIN_CELLS`) wins. ``homography`` ``(3, 3)`` maps gallery feature pixels to
+    :data:`CROP_MIN_CELLS`) and keeping the hues (``colours`` as in
+    :func:`aligned_agreement`) wins. ``homography`` ``(3, 3)`` maps gallery feature pixels to
     candidate pixels (scale and translation), as :func:`agreement` takes it. For copies
     too plain for keypoints (flags, pictograms, flat clip art) that are crops of a gallery
     image; the scale grid is coarse (a crop between two fractions agrees less on fine
@@ -194,6 +216,7 @@ def place_crop(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
         hom = np.array([[tw / ref_size[0] / k, 0, -x / k], [0, th / ref_size[1] / k, -y / k],
                         [0, 0, 1]])
         agree, counted = cell_votes(thumb, ref_size, candidate, hom)
-        if counted >= min_cells and (best is None or agree / counted > best[0]):
+        if counted >= min_cells and (best is None or agree / counted > best[0]) \
+                and _hues_kept(colours, 0, hom, ref_size):
             best = (agree / counted, hom)
     return best

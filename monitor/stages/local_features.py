@@ -58,6 +58,8 @@ class Features:
             (non-zero when uniform borders were trimmed): ``original = offset + feature * scale``.
         image: ``(h, w) uint8`` grey pixels for the dense check: the feature image itself
             for candidates, a small thumbnail of it for gallery views (see local_dense).
+        colour: ``(h, w, 3) uint8`` RGB the size of ``image`` (hue check,
+            :mod:`~monitor.stages.local_hue`), or None.
     """
 
     keypoints: np.ndarray
@@ -67,6 +69,7 @@ class Features:
     mirror: Features | None = None
     offset: tuple[float, float] = (0.0, 0.0)
     image: np.ndarray | None = None
+    colour: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -129,5 +132,6 @@ def mirror_sift(f: Features) -> Features:
     pts = f.keypoints.copy()
     pts[:, 0] = f.size[0] - 1 - pts[:, 0]
     image = None if f.image is None else np.ascontiguousarray(f.image[:, ::-1])
+    colour = None if f.colour is None else np.ascontiguousarray(f.colour[:, ::-1])
     return Features(pts, np.ascontiguousarray(f.descriptors[:, SIFT_MIRROR]), f.size, f.scale,
-                    offset=f.offset, image=image)
+                    offset=f.offset, image=image, colour=colour)
