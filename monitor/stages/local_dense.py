@@ -123,9 +123,14 @@ def _hues_kept(colours: Colours, k: int, homography: np.ndarray,
     under dihedral transform ``k`` (as in :func:`aligned_agreement`); True without colours."""
     if colours is None:
         return True
-    view = np.rot90(colours[1], k % 4)
-    view = view[:, ::-1] if k >= 4 else view
-    return hue_consistent(colours[0], np.ascontiguousarray(view), homography, ref_size)
+    return hue_consistent(colours[0], dihedral(colours[1], k), homography, ref_size)
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """``image`` ``(H, W[, C])`` under dihedral transform ``k`` in 0..7: ``k % 4``
+    quarter turns (``np.rot90``), then mirrored left-right when ``k >= 4``; contiguous."""
+    view = np.rot90(image, k % 4)
+    return np.ascontiguousarray(view[:, ::-1] if k >= 4 else view)
 
 
 class _Grid:
@@ -159,8 +164,7 @@ def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: n
     """
     best = None
     for k in range(8):
-        view = np.rot90(candidate, k % 4)
-        view = np.ascontiguousarray(view[:, ::-1] if k >= 4 else view)
+        view = dihedral(candidate, k)
         stretch = np.diag([view.shape[1] / ref_size[0], view.shape[0] / ref_size[1], 1.0])
         agree, counted = cell_votes(thumb, ref_size, view, stretch)
         if counted >= max(1, min_cells) and (best is None or agree / counted > best) \
