@@ -40,14 +40,24 @@ def _sepia(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
-def test_copies_under_colour_edits_keep_their_hues(photos, name) -> None:
-    ref = photos[name]
+MANY_HUES = ["astronaut", "rocket", "logo"]
+"""scikit-image pictures whose chromatic pixels have several hues (mean resultant length
+0.85-0.88); coffee, chelsea and retina have one (0.99-1.0)."""
+
+
+def _photo(name: str) -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(getattr(skimage.data, name)()[..., :3].astype(np.uint8))
+
+
+@pytest.mark.parametrize("name", MANY_HUES)
+def test_copies_under_colour_edits_keep_their_hues(name) -> None:
+    ref = _photo(name)
     edits = {
         "same": ref,
         "jpeg q20, half size": _jpeg(ref.resize((ref.width // 2, ref.height // 2)), 20),
         "saturation 1.8": ImageEnhance.Color(ref).enhance(1.8),
-        "saturation 0.5": ImageEnhance.Color(ref).enhance(0.5),
         "contrast 0.6, brightness 1.3": ImageEnhance.Brightness(
             ImageEnhance.Contrast(ref).enhance(0.6)).enhance(1.3),
         "posterize 3 bits": ImageOps.posterize(ref, 3),
@@ -55,24 +65,25 @@ def test_copies_under_colour_edits_keep_their_hues(photos, name) -> None:
     for label, copy in edits.items():
         found = _hue(ref, copy)
         assert found is not None and found >= 0.8, (label, found)
+    # halved saturation leaves fewer chromatic pixels, of fewer hues: judged or not,
+    # never rejected
+    found = _hue(ref, ImageEnhance.Color(ref).enhance(0.5))
+    assert found is None or found >= 0.8
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
-def test_greyscale_copies_abstain_and_sepia_copies_pass(photos, name) -> None:
-    """Greyscale leaves no hue to judge. Sepia tones everything one orange: a warm photo
-    (skin, coffee, fur) is judged and passes; the rocket's blue sky and red-brown
-    ground make it toned against a varied gallery image, so the check abstains."""
-    ref = photos[name]
+@pytest.mark.parametrize("name", MANY_HUES + ["coffee", "chelsea"])
+def test_greyscale_and_sepia_copies_are_not_judged(name) -> None:
+    """Greyscale leaves no hue to judge; sepia leaves one (toned), whatever the picture's."""
+    ref = _photo(name)
     assert _hue(ref, ImageOps.grayscale(ref).convert("RGB")) is None
-    found = _hue(ref, _sepia(ref))
-    assert (found is None) if name == "rocket" else (found is not None and found >= HUE_MIN)
+    assert _hue(ref, _sepia(ref)) is None
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
-def test_recoloured_picture_disagrees(photos, name) -> None:
+@pytest.mark.parametrize("name", MANY_HUES)
+def test_recoloured_picture_disagrees(name) -> None:
     """The same picture with its colour channels swapped: every grey edge is where it
     was, but the hues are not."""
-    ref = photos[name]
+    ref = _photo(name)
     r, g, b = ref.split()
     swapped = Image.merge("RGB", (b, r, g))
     found = _hue(ref, swapped)
@@ -83,6 +94,15 @@ def test_recoloured_picture_disagrees(photos, name) -> None:
     assert not hue_consistent(thumb, np.asarray(swapped), stretch, ref.size)
     assert hue_consistent(thumb, np.asarray(ref), stretch, ref.size)
     assert hue_consistent(None, np.asarray(swapped), feature_pixels, ref.size)
+
+
+def test_a_recoloured_picture_of_one_hue_is_not_judged() -> None:
+    """The limit of the check: coffee's chromatic pixels are all brown, so its recoloured
+    copy has one hue too, as a sepia copy has; the check abstains rather than reject
+    what could be a toned copy."""
+    ref = _photo("coffee")
+    r, g, b = ref.split()
+    assert _hue(ref, Image.merge("RGB", (b, r, g))) is None
 
 
 def _disc_flag(size: tuple[int, int], field: tuple, disc: tuple, band: tuple | None,
@@ -125,3 +145,17 @@ def test_a_flag_of_the_same_layout_in_other_colours() -> None:
     assert kept is not None and kept >= 0.9
     kept = agree(_jpeg(ImageEnhance.Color(laos).enhance(0.6), 30), True)
     assert kept is not None and kept >= 0.9
+
+
+def test_a_sepia_copy_of_a_one_colour_flag_is_kept() -> None:
+    """Sepia turns Japan's red disc orange-brown, some 40 degrees of hue away; the copy
+    has one hue, so it is toned and not judged (benchmark seed 11: a filtered copy of
+    Japan's flag, lost while only the gallery image's hues were asked to vary)."""
+    japan = _disc_flag((600, 400), (255, 255, 255), (188, 0, 45), None, 0.3)
+    gray = np.asarray(japan.convert("L"))
+    thumb, colour = thumbnail(gray), _thumb(japan)
+    copy = _jpeg(_sepia(japan), 40)
+    rgb = np.asarray(copy)
+    found = aligned_agreement(thumb, japan.size, np.asarray(copy.convert("L")), 1, (colour, rgb))
+    assert found is not None and found >= 0.9
+    assert _hue(japan, copy) is None
