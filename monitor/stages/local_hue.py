@@ -13,7 +13,13 @@ chromatic, a copy keeps the hue; another graphic of the same layout does not.
 as the dense check does, and returns the share of co-chromatic pixels whose hues lie
 within :data:`HUE_TOLERANCE`. It abstains (None) when too few pixels are chromatic in
 both (greyscale copies, black-and-white line art) and when the candidate is *toned*:
-all its chromatic pixels share one hue (sepia, or a graphic of one colour).
+all its chromatic pixels share one hue (sepia, or a graphic of one colour), by their
+mean resultant length (Mardia & Jupp, *Directional Statistics*, 2000). So a recoloured
+copy of a one-hued picture (all browns) is never rejected either.
+
+Used on the weakest evidence only, where grey structure alone decides: weak homographies
+(under ``local.min_inliers``), crop placements, and the stretch or placement that
+backs a pHash hit (:meth:`~monitor.stages.local.LocalStage.aligned`).
 """
 
 from __future__ import annotations
@@ -63,8 +69,9 @@ def hue_agreement(ref: np.ndarray, candidate: np.ndarray,
         candidate: ``(H, W, 3) uint8`` RGB candidate view.
         homography: ``(3, 3)`` ``ref`` pixels → ``candidate`` pixels.
 
-    The hue is the angle of the opponent axes ``(2R − G − B, √3 (G − B))``, a smooth
-    form of the HSV hexcone hue; pixels below :data:`MIN_CHROMA` in either image, or
+    The hue is the angle of the opponent axes ``(2R − G − B, √3 (G − B))``, the HSI
+    hue (Gonzalez & Woods, *Digital Image Processing*), a smooth form of the HSV
+    hexcone hue; pixels below :data:`MIN_CHROMA` in either image, or
     outside the warped candidate, are not judged.
     """
     import cv2
