@@ -13,9 +13,9 @@ chromatic, a copy keeps the hue; another graphic of the same layout does not.
 as the dense check does, and returns the share of co-chromatic pixels whose hues lie
 within :data:`HUE_TOLERANCE`. It abstains (None) when too few pixels are chromatic in
 both (greyscale copies, black-and-white line art) and when the candidate is *toned*:
-all its chromatic pixels share one hue (sepia, or a graphic of one colour), by their
-mean resultant length (Mardia & Jupp, *Directional Statistics*, 2000). So a recoloured
-copy of a one-hued picture (all browns) is never rejected either.
+all its chromatic pixels share one hue, by their mean resultant length (Mardia & Jupp,
+*Directional Statistics*, 2000), at the low chroma of a tint (sepia). So a recoloured
+copy of a one-hued, muted picture (all browns) is not rejected either.
 
 Used on the weakest evidence only, where grey structure alone decides: weak homographies
 (under ``local.min_inliers``), crop placements, and the stretch or placement that
@@ -33,9 +33,15 @@ MIN_CHROMA = 40
 MIN_SHARE = 0.05
 """Share of the covered pixels that must be chromatic in both images for a verdict."""
 TONED = 0.95
-"""Mean resultant length of the candidate's hues (1 = a single hue) from which it
-counts as toned: a sepia copy, or a graphic of one colour, which a sepia copy of the
-gallery image could be (a sepia copy of Japan's flag turns its red disc orange)."""
+"""Mean resultant length of the candidate's hues (1 = a single hue) from which it may
+be toned (with :data:`TINT_CHROMA`)."""
+TINT_CHROMA = 96
+"""Median chroma (of 255) of a one-hued candidate's chromatic pixels below which it
+counts as toned. Sepia gives every pixel a chroma of about 0.4 × its grey level (at
+most about 70), and a saturation boost after it at most doubles that: benchmark seed 11's
+filtered copy of Japan's flag (white to cream, red disc to brown) has chroma 48-63. A
+one-coloured graphic in its own colours is more vivid (the Bahamas' aqua band, about
+200; dark flag blues and greens about 100) and is judged."""
 
 
 def colour_thumbnail(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -58,6 +64,12 @@ def _hue_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _concentration(hue: np.ndarray) -> float:
     """Mean resultant length of angles ``hue`` (radians): 1 for one hue, 0 for spread."""
     return float(np.hypot(np.cos(hue).mean(), np.sin(hue).mean())) if hue.size else 0.0
+
+
+def _toned(hue: np.ndarray, chroma: np.ndarray) -> bool:
+    """True when chromatic pixels of hues ``hue`` (radians) and chroma ``chroma`` (of
+    255) look toned: one hue (:data:`TONED`) at a tint's chroma (:data:`TINT_CHROMA`)."""
+    return _concentration(hue) >= TONED and float(np.median(chroma)) < TINT_CHROMA
 
 
 def hue_agreement(ref: np.ndarray, candidate: np.ndarray,
@@ -86,8 +98,8 @@ def hue_agreement(ref: np.ndarray, candidate: np.ndarray,
     h_cand, c_cand = _hue_chroma(warped)
     chromatic = cover & (c_cand >= MIN_CHROMA)
     both = chromatic & (c_ref >= MIN_CHROMA)
-    if both.sum() < MIN_SHARE * max(1, cover.sum()) \
-            or _concentration(h_cand[chromatic]) >= TONED:
+    if both.sum() < MIN_SHARE * max(1, cover.sum()) or _toned(h_cand[chromatic],
+                                                              c_cand[chromatic]):
         return None
     diff = np.abs(np.angle(np.exp(1j * (h_cand[both] - h_ref[both]))))
     return float((diff <= np.radians(HUE_TOLERANCE)).mean())
