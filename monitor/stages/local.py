@@ -174,7 +174,9 @@ class LocalStage:
         0.81, 10 bits apart; the crop of a flag at 1.0, 6 bits). The check for a pHash
         hit that no homography backs. With ``min_cells``, the stricter check for a far
         pHash hit: stretch and placement each judged on at least that many textured
-        cells. None when the image has no thumbnail or no textured cell."""
+        cells. Either counts only where it keeps the gallery image's hues
+        (:mod:`~monitor.stages.local_hue`). None when the image has no thumbnail or no
+        textured cell."""
         side = self.settings.feature_side
         gray = image.derived(("aligned", side), lambda: feature_gray(
             np.asarray(image.trimmed(side)[0].convert("L")), side))

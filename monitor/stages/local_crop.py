@@ -44,7 +44,8 @@ def placement_hit(query: Features, ref: Features, gallery_id: int,
                   original_size: tuple[int, int], floor: float) -> Hit | None:
     """A ``local`` hit when ``query`` (a candidate's features with its grey image) is a
     crop of ``ref`` (a gallery view with its thumbnail) at an agreement of ``floor`` or
-    more, backed by :data:`MIN_SUPPORT` matches; region and quad in original candidate
+    more, keeping its hues (:mod:`~monitor.stages.local_hue`), backed by
+    :data:`MIN_SUPPORT` matches; region and quad in original candidate
     pixels, ``inliers`` None, ``score`` half the agreement. Else None."""
     if ref.image is None or query.image is None:
         return None
