@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitor.stages.local_geometry import pull_back
 from monitor.stages.local_hue import hue_consistent
 
 THUMB_SIDE = 96
@@ -89,17 +90,14 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     th, tw = thumb.shape
     s = np.diag([ref_size[0] / tw, ref_size[1] / th, 1.0])
     m = homography @ s  # thumbnail pixels → candidate pixels
-    flags = cv2.INTER_AREA | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(candidate, m, (tw, th), flags=flags)
-    cover = cv2.warpPerspective(np.full(candidate.shape, 255, np.uint8), m, (tw, th),
-                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    warped, cover = pull_back(candidate, m, (tw, th))
     a = cv2.GaussianBlur(thumb.astype(np.float32), (3, 3), 0.8).astype(np.float64)
     b = cv2.GaussianBlur(warped.astype(np.float32), (3, 3), 0.8).astype(np.float64)
     grid = _Grid(th, tw)
     n, sa, saa = grid.size, grid.sums(a), grid.sums(a * a)
     var_a = np.maximum(saa - sa * sa / n, 0.0)
     counted = grid.ok & (np.sqrt(var_a / n) >= MIN_CELL_STD) \
-        & (grid.sums((cover > 0).astype(np.float64)) >= MIN_COVER * n)
+        & (grid.sums(cover.astype(np.float64)) >= MIN_COVER * n)
     best = np.full(n.shape, -1.0)
     padded = np.pad(b, SHIFT, mode="edge")
     for dy in range(-SHIFT, SHIFT + 1):

@@ -52,6 +52,21 @@ def corners(size: tuple[int, int]) -> np.ndarray:
     return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
 
 
+def pull_back(image: np.ndarray, homography: np.ndarray, size: tuple[int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` ``(H, W[, C]) uint8`` resampled into a frame of ``size`` = ``(w, h)``
+    pixels, where ``homography`` ``(3, 3)`` maps frame pixels → ``image`` pixels (OpenCV
+    ``warpPerspective`` with ``WARP_INVERSE_MAP``): ``(warped, cover)``, ``cover`` the
+    ``(h, w) bool`` frame pixels that ``image`` reaches."""
+    import cv2
+
+    flags = cv2.INTER_AREA | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpPerspective(np.ascontiguousarray(image), homography, size, flags=flags)
+    cover = cv2.warpPerspective(np.full(image.shape[:2], 255, np.uint8), homography, size,
+                                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+    return warped, cover > 0
+
+
 def project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Apply homography ``h`` to ``(N, 2)`` points; ``(N, 2) float64``."""
     p = np.hstack([pts, np.ones((len(pts), 1))]) @ h.T

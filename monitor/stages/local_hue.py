@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitor.stages.local_geometry import pull_back
+
 HUE_TOLERANCE = 30.0
 """Degrees of hue (of 360) within which two pixels count as the same colour."""
 MIN_CHROMA = 40
@@ -53,7 +55,8 @@ def colour_thumbnail(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _hue_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hue in radians and chroma (of 255) of ``(..., 3)`` RGB (the HSV hexcone hue)."""
+    """Hue in radians (the HSI hue, see :func:`hue_agreement`) and chroma (of 255) of
+    ``(..., 3)`` RGB."""
     x = rgb.astype(np.float32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     chroma = x.max(axis=-1) - x.min(axis=-1)
@@ -86,14 +89,8 @@ def hue_agreement(ref: np.ndarray, candidate: np.ndarray,
     hexcone hue; pixels below :data:`MIN_CHROMA` in either image, or
     outside the warped candidate, are not judged.
     """
-    import cv2
-
     th, tw = ref.shape[:2]
-    flags = cv2.INTER_AREA | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpPerspective(np.ascontiguousarray(candidate), homography, (tw, th),
-                                 flags=flags)
-    cover = cv2.warpPerspective(np.full(candidate.shape[:2], 255, np.uint8), homography,
-                                (tw, th), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+    warped, cover = pull_back(candidate, homography, (tw, th))
     h_ref, c_ref = _hue_chroma(ref)
     h_cand, c_cand = _hue_chroma(warped)
     chromatic = cover & (c_cand >= MIN_CHROMA)
