@@ -24,6 +24,7 @@ from monitor.results import Hit, Match, StageStatus, merge_hits
 from monitor.stages.clip import ClipStage
 from monitor.stages.hash import HashStage, informative
 from monitor.stages.local import LocalStage
+from monitor.stages.local_geometry import stretch
 from monitor.stages.local_regions import regions
 
 
@@ -90,6 +91,13 @@ FAR_HITS, FAR_AGREEMENT, FAR_MIN_CELLS = 5, 0.9, 32
 agreeing. Measured (benchmark seeds 5 and 11): a flag's band (Niger's disc) matched
 Japan's flag at 1.0 on 28 cells, a flowchart symbol was placed in another at 0.95 on 20;
 the copies found so agreed on 34-51."""
+
+REGION_MAX_STRETCH = 2.0
+"""A sub-image's pHash hit counts only when the sub-image has the gallery image's shape
+within this stretch of one axis (either orientation). Screenshot and meme templates resize
+a copy into their boxes; on benchmark seed 23 the sub-images that found copies were within
+1.25 of the gallery image's shape, while strips of two text-justify icons' lines, 3.8
+from Uruguay's flag, agreed with its stripes."""
 
 WIDE_BITS, WIDE_MIN_CELLS = 10, 24
 """A pHash hit more than ``WIDE_BITS`` bits off (whole image or sub-image) has its dense
@@ -219,7 +227,8 @@ class Engine:
         region. Kept only when the dense check confirms them (agreement of at least
         ``local.min_agreement``): a flat patch of page hashes like any flat gallery
         image (measured: a near-uniform wallpaper at 0-3 bits from 6 of 1,000
-        distractors' sub-images, with no textured cell to check). Searched out to
+        distractors' sub-images, with no textured cell to check), and only when the
+        sub-image has the gallery image's shape (:data:`REGION_MAX_STRETCH`). Searched out to
         ``hash.region_max_distance`` bits; of the hits beyond ``hash.max_distance`` the
         nearest :data:`FAR_HITS` are checked, and kept at :data:`FAR_AGREEMENT` on
         :data:`FAR_MIN_CELLS` textured cells."""
@@ -227,11 +236,19 @@ class Engine:
         for region in regions(image, self.settings.local.proposals):
             found = self.hash.search(self.hash.compute(region.image), self.hash_index,
                                      max(near, self.settings.hash.region_max_distance))
+            found = [h for h in found if self._shaped_like(region.image, h.gallery_id)]
             far = [h for h in found if h.distance > near][:FAR_HITS]
             kept = self._confirmed(region.image, local, [h for h in found if h.distance <= near])
             kept += self._confirmed(region.image, local, far, FAR_AGREEMENT, FAR_MIN_CELLS)
             hits += [replace(h, region=region.box) for h in kept]
         return hits
+
+    def _shaped_like(self, image: DecodedImage, gallery_id: int) -> bool:
+        """Whether the trimmed content of ``image`` (a sub-image) has the shape of gallery
+        image ``gallery_id``'s within :data:`REGION_MAX_STRETCH` (``local_geometry.stretch``)."""
+        x0, y0, x1, y1 = image.content_box()
+        return any(stretch((x1 - x0, y1 - y0), ref.size) <= REGION_MAX_STRETCH
+                   for ref in self.local_index.features(gallery_id))
 
     def _with_agreement(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
                         min_cells: int = 0) -> list[Hit]:
@@ -256,7 +273,7 @@ class Engine:
         """Identifies the stage settings the saved indices were built with."""
         local = self.settings.local.model_dump_json(exclude=CANDIDATE_ONLY)
         clip = self.clip.fingerprint if self.clip else "-"
-        return f"v2|{local}|{clip}"
+        return f"v3|{local}|{clip}"
 
     def save(self, folder: Path) -> None:
         """Save the local-feature index under ``folder`` atomically.

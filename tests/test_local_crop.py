@@ -31,3 +31,46 @@ def test_placement_needs_supporting_matches() -> None:
     import numpy as np
 
     assert support(other, ref, np.eye(3)) < MIN_SUPPORT
+
+
+def _hubble(box: tuple[int, int, int, int]):
+    from PIL import Image
+    from skimage import data
+
+    return Image.fromarray(data.hubble_deep_field()).crop(box)  # 1000x872 Hubble photo
+
+
+def test_placement_of_a_star_field_needs_its_stars() -> None:
+    import numpy as np
+
+    from monitor.stages.local_crop import PLENTY, placement_supported
+
+    stage = LocalStage()
+    ref = stage.compute(_decode(_hubble((0, 0, 500, 436))), gallery=True)
+    crop = stage.compute(_decode(_hubble((100, 80, 400, 340))))
+    assert len(ref) >= PLENTY and len(crop) >= PLENTY
+    # where the crop truly sits: gallery feature px -> gallery px -> crop px -> crop feature px
+    sg, sc = 500 / ref.size[0], 300 / crop.size[0]
+    true = np.array([[sg / sc, 0, -100 / sc], [0, sg / sc, -80 / sc], [0, 0, 1.0]])
+    assert placement_supported(crop, ref, true, crop.size[0])
+    # another patch of sky placed at that spot: plenty of stars, none where they should be
+    other = stage.compute(_decode(_hubble((500, 436, 800, 696))))
+    assert len(other) >= PLENTY and not placement_supported(other, ref, true, other.size[0])
+    # the same placement found on an image of half the width: the homography is rescaled
+    half = np.diag([0.5, 0.5, 1.0]) @ true
+    assert placement_supported(crop, ref, half, crop.size[0] // 2)
+
+
+def test_placement_of_a_plain_graphic_is_not_asked_for_keypoints() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from monitor.stages.local_crop import PLENTY, placement_supported
+
+    stage = LocalStage()
+    flag = Image.new("RGB", (300, 200), (0, 56, 168))
+    flag.paste((206, 17, 38), (0, 100, 300, 200))  # two bands: a handful of keypoints
+    ref = stage.compute(_decode(flag), gallery=True)
+    query = stage.compute(_decode(flag.crop((30, 20, 270, 180))))
+    assert len(ref) < PLENTY
+    assert placement_supported(query, ref, np.eye(3), query.size[0])

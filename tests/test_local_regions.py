@@ -237,3 +237,32 @@ def test_far_region_hit_needs_the_whole_picture_on_half_the_grid() -> None:
     card[40:88, 60:132] = 200
     assert aligned_agreement(thumb, (96, 64), card) >= 0.9
     assert aligned_agreement(thumb, (96, 64), card, FAR_MIN_CELLS) is None
+
+
+def test_region_hit_needs_the_gallery_images_shape(monkeypatch) -> None:
+    """A sub-image's pHash hit counts only when the sub-image has the gallery image's
+    shape within ``REGION_MAX_STRETCH``: the rocket squashed to 2.5 times its aspect ratio
+    (a strip of a page) still hashes like it, but is not taken for it; allowed that
+    stretch, the same page finds it."""
+    import monitor.engine
+
+    page = Image.new("RGB", (1200, 800), (245, 245, 245))
+    page.paste(_rgb("page").resize((1100, 150)), (50, 20))
+    rocket = _rgb("rocket")  # 640x427
+    page.paste(rocket.resize((900, 240)), (150, 350))  # aspect 3.75 against 1.5
+    rocket_id = GALLERY.index("rocket")
+    engine = _engine()
+    assert not [m for m in engine.match(_decode(page)) if m.gallery_id == rocket_id]
+    monkeypatch.setattr(monitor.engine, "REGION_MAX_STRETCH", 3.0)
+    top = engine.match(_decode(page))[0]
+    assert top.gallery_id == rocket_id and top.inliers is None and top.region is not None
+    assert top.agreement is not None and top.agreement >= 0.8
+
+
+def test_stretch_between_shapes() -> None:
+    from monitor.stages.local_geometry import stretch
+
+    assert stretch((640, 427), (640, 427)) == 1.0
+    assert abs(stretch((900, 240), (640, 427)) - 2.5) < 0.01
+    assert abs(stretch((240, 900), (640, 427)) - 2.5) < 0.01  # a quarter turn away
+    assert abs(stretch((427, 640), (640, 427)) - 1.0) < 1e-9

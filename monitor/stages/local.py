@@ -40,7 +40,7 @@ from monitor.config import LocalSettings
 from monitor.decode import DecodedImage
 from monitor.index.local import LocalIndex
 from monitor.results import Hit
-from monitor.stages.local_crop import placement_hit
+from monitor.stages.local_crop import placement_hit, placement_supported
 from monitor.stages.local_dense import (
     CROP_MIN_CELLS,
     agreement,
@@ -50,7 +50,7 @@ from monitor.stages.local_dense import (
 )
 from monitor.stages.local_features import Features, extract, feature_gray, mirror_sift
 from monitor.stages.local_geometry import Geometry, box, fit
-from monitor.stages.local_hue import colour_thumbnail, hue_consistent
+from monitor.stages.local_hue import colour_size, colour_thumbnail, hue_consistent
 from monitor.stages.local_matching import RATIO, ratio_matches
 from monitor.stages.local_regions import regions
 
@@ -86,7 +86,7 @@ class LocalStage:
         if gallery:
             thumb = thumbnail(gray)
             colour = colour_thumbnail(np.asarray(content.convert("RGB")),
-                                      (thumb.shape[1], thumb.shape[0]))
+                                      colour_size(thumb.shape))
             return Features(pts, desc, size, scale, image=thumb, colour=colour)
         colour = colour_thumbnail(np.asarray(content.convert("RGB")), size)
         if s.detector == "orb":
@@ -98,6 +98,12 @@ class LocalStage:
             mirror = mirror_sift(Features(pts, desc, size, scale, offset=offset, image=gray,
                                           colour=colour))
         return Features(pts, desc, size, scale, mirror, offset, gray, colour)
+
+    def candidate_features(self, image: DecodedImage) -> Features:
+        """:meth:`compute` of candidate ``image``, computed once per image (shared by the
+        pHash hits' placement check and the keypoint search)."""
+        return image.derived(("local-features", self.settings.model_dump_json()),
+                             lambda: self.compute(image))
 
     def verify(self, query: Features, ref: Features, gallery_id: int,
                original_size: tuple[int, int], *, views: tuple[bool, ...] = (False, True),
@@ -189,8 +195,10 @@ class LocalStage:
                 colours = (ref.colour, rgb)
                 placed = place_crop(ref.image, ref.size, gray, cells, colours) \
                     if floor > 0 else None
+                kept = placed is not None and placed[0] >= floor and placement_supported(
+                    self.candidate_features(image), ref, placed[1], gray.shape[1])
                 found += [aligned_agreement(ref.image, ref.size, gray, min_cells, colours),
-                          placed[0] if placed and placed[0] >= floor else None]
+                          placed[0] if kept else None]
         found = [a for a in found if a is not None]
         return max(found) if found else None
 
@@ -205,7 +213,7 @@ class LocalStage:
         pixels.
         """
         size, strong = (image.width, image.height), self.settings.min_inliers
-        hits = self.match(self.compute(image), index, size, extra_ids)
+        hits = self.match(self.candidate_features(image), index, size, extra_ids)
         if any((h.inliers or 0) >= strong for h in hits):
             return hits
         for region in regions(image, self.settings.proposals):

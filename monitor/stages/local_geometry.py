@@ -178,3 +178,13 @@ def box(quad: np.ndarray, original_size: tuple[int, int]) -> tuple[int, int, int
     x0, y0 = np.floor(quad.min(axis=0)).astype(int)
     x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
     return int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1))
+
+
+def stretch(size: tuple[float, float], ref_size: tuple[float, float]) -> float:
+    """How much an image of ``size`` = ``(w, h)`` must be stretched along one axis to take the
+    shape of ``ref_size`` (both in any pixels), under the better of no turn and a quarter
+    turn: ``min(max(a / g, g / a), max(a * g, 1 / (a * g)))`` for aspect ratios ``a`` and
+    ``g`` (width / height). 1.0 for the same shape."""
+    a = size[0] / max(size[1], 1e-9)
+    g = ref_size[0] / max(ref_size[1], 1e-9)
+    return float(min(max(a / g, g / a), max(a * g, 1 / (a * g))))

@@ -46,6 +46,19 @@ one-coloured graphic in its own colours is more vivid (the Bahamas' aqua band, a
 200; dark flag blues and greens about 100) and is judged."""
 
 
+COLOUR_SHRINK = 2
+"""The gallery colour thumbnail is the grey thumbnail's size divided by this (48 px for
+96): hues are judged on regions (discs, bands, fields), not edges, and a third of the
+memory of a full-size colour copy is then a twelfth."""
+
+
+def colour_size(grey_shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(w, h)`` pixels of the gallery colour thumbnail for a grey thumbnail of shape
+    ``(h, w)``: each side divided by :data:`COLOUR_SHRINK`, at least 8 pixels."""
+    return (max(8, round(grey_shape[1] / COLOUR_SHRINK)),
+            max(8, round(grey_shape[0] / COLOUR_SHRINK)))
+
+
 def colour_thumbnail(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(h, w, 3) uint8`` RGB of ``rgb`` ``(H, W, 3) uint8`` resized to ``size`` =
     ``(w, h)`` pixels (OpenCV ``INTER_AREA``)."""
