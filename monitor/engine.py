@@ -245,10 +245,12 @@ class Engine:
 
     def _shaped_like(self, image: DecodedImage, gallery_id: int) -> bool:
         """Whether the trimmed content of ``image`` (a sub-image) has the shape of gallery
-        image ``gallery_id``'s within :data:`REGION_MAX_STRETCH` (``local_geometry.stretch``)."""
+        image ``gallery_id``'s within :data:`REGION_MAX_STRETCH` (``local_geometry.stretch``);
+        True when the gallery image has no local features to take its shape from."""
         x0, y0, x1, y1 = image.content_box()
-        return any(stretch((x1 - x0, y1 - y0), ref.size) <= REGION_MAX_STRETCH
-                   for ref in self.local_index.features(gallery_id))
+        refs = self.local_index.features(gallery_id)
+        return not refs or any(stretch((x1 - x0, y1 - y0), ref.size) <= REGION_MAX_STRETCH
+                               for ref in refs)
 
     def _with_agreement(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
                         min_cells: int = 0) -> list[Hit]:
