@@ -292,4 +292,3 @@ def test_aligned_agreement_of_a_crop_comes_from_its_placement(stage, index, imag
     assert stage.aligned(crop, index, gid) >= 0.8
     assert all((stage.aligned(crop, index, other) or 0) < 0.5
                for other in range(len(GALLERY)) if other != gid)
-

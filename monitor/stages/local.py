@@ -64,6 +64,7 @@ class LocalStage:
 
     def __init__(self, settings: LocalSettings | None = None) -> None:
         self.settings = settings or LocalSettings()
+        self._features_key = ("local-features", self.settings.model_dump_json())
 
     def compute(self, image: DecodedImage, *, gallery: bool = False) -> Features:
         """Features of ``image``; candidates also carry their mirrored view.
@@ -102,8 +103,7 @@ class LocalStage:
     def candidate_features(self, image: DecodedImage) -> Features:
         """:meth:`compute` of candidate ``image``, computed once per image (shared by the
         pHash hits' placement check and the keypoint search)."""
-        return image.derived(("local-features", self.settings.model_dump_json()),
-                             lambda: self.compute(image))
+        return image.derived(self._features_key, lambda: self.compute(image))
 
     def verify(self, query: Features, ref: Features, gallery_id: int,
                original_size: tuple[int, int], *, views: tuple[bool, ...] = (False, True),
