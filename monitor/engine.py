@@ -9,7 +9,7 @@ geometric evidence (inliers, region) backs whatever another stage proposed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +17,14 @@ import numpy as np
 from monitor.config import Settings
 from monitor.decode import DecodedImage
 from monitor.errors import StageUnavailable
+from monitor.hash_evidence import HashEvidence, decisive
 from monitor.index.binary import BinaryIndex
 from monitor.index.dense import DenseIndex
 from monitor.index.local import LocalIndex
 from monitor.results import Hit, Match, StageStatus, merge_hits
 from monitor.stages.clip import ClipStage
-from monitor.stages.hash import HashStage, informative
+from monitor.stages.hash import HashStage
 from monitor.stages.local import LocalStage
-from monitor.stages.local_geometry import stretch
-from monitor.stages.local_regions import regions
 
 
 @dataclass(frozen=True)
@@ -81,40 +80,6 @@ def _single_threaded_kernels() -> None:
     cv2.setNumThreads(1)
 
 
-DECISIVE_BITS = 3
-"""A pHash hit this close (bits) counts as found, so sub-images are not hashed
-(the default rule's ``hash_max_distance``)."""
-
-FAR_HITS, FAR_AGREEMENT, FAR_MIN_CELLS = 5, 0.9, 32
-"""Sub-image pHash hits beyond ``hash.max_distance``: how many are checked per sub-image
-(nearest first), and the dense check they must pass: 0.9 of at least half the 8×8 grid
-agreeing. Measured (benchmark seeds 5 and 11): a flag's band (Niger's disc) matched
-Japan's flag at 1.0 on 28 cells, a flowchart symbol was placed in another at 0.95 on 20;
-the copies found so agreed on 34-51."""
-
-REGION_MAX_STRETCH = 2.0
-"""A sub-image's pHash hit counts only when the sub-image has the gallery image's shape
-within this stretch of one axis (either orientation). Screenshot and meme templates resize
-a copy into their boxes; on benchmark seed 23 the sub-images that found copies were within
-1.25 of the gallery image's shape, while strips of two text-justify icons' lines, 3.8
-from Uruguay's flag, agreed with its stripes."""
-
-WIDE_BITS, WIDE_MIN_CELLS = 10, 24
-"""A pHash hit more than ``WIDE_BITS`` bits off (whole image or sub-image) has its dense
-agreement judged on at least ``WIDE_MIN_CELLS`` textured cells of the 8×8 grid, else it
-has none. Set on benchmark gallery 300, seed 5: plain flags and symbols flagged at 12
-bits and agreement 0.94-1.0 had 4-23 cells; the copies flagged so had 24 or more, except
-Djibouti's flag under an overlay (under 12, now missed)."""
-
-
-def _decisive(hits: list[Hit], settings: Settings) -> bool:
-    """True when ``hits`` already hold a pHash hit within :data:`DECISIVE_BITS` or a
-    local hit of ``min_inliers``: no need to look at sub-images."""
-    return any((h.distance is not None and h.distance <= DECISIVE_BITS)
-               or (h.inliers is not None and h.inliers >= settings.local.min_inliers)
-               for h in hits)
-
-
 class Engine:
     """Stages plus their indices for one gallery.
 
@@ -134,6 +99,7 @@ class Engine:
         self.hash_index = BinaryIndex(8)
         self.clip_index: DenseIndex | None = None
         self.local_index = LocalIndex()
+        self.evidence = HashEvidence(self)
 
     # -- status -------------------------------------------------------------
     def statuses(self) -> list[StageStatus]:
@@ -193,82 +159,17 @@ class Engine:
         hits: list[Hit] = []
         local = self.local if self.local is not None and len(self.local_index) else None
         if self.hash is not None:
-            hits += self._hash_hits(image, local)
+            hits += self.evidence.whole(image, local)
         if clip_vector is not None and self.clip is not None and self.clip_index is not None:
             hits += self.clip.search(clip_vector[None, :], self.clip_index)[0]
         if local is not None:
             proposed = sorted({h.gallery_id for h in hits})
             hits += local.match_image(image, self.local_index, extra_ids=proposed)
-            if self.hash is not None and not _decisive(hits, self.settings):
-                hits += self._region_hashes(image, local)
+            if self.hash is not None and not decisive(hits, self.settings):
+                hits += self.evidence.regions(image, local)
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         return merge_hits(hits)
-
-    def _hash_hits(self, image: DecodedImage, local: LocalStage | None) -> list[Hit]:
-        """pHash hits of the candidate, each with its dense agreement when the local stage
-        runs (for corroborated rules). Hits of a degenerate code (flat or striped image,
-        :data:`~monitor.stages.hash.MIN_CODE_BITS`) are kept only when the dense check
-        confirms them (``local.min_agreement``), and never without the local stage."""
-        codes = self.hash.compute(image)
-        ok = informative(codes)
-        hits = self.hash.search(codes[ok], self.hash_index)
-        if local is None:
-            return hits
-        seen = {h.gallery_id for h in hits}
-        weak = [h for h in self.hash.search(codes[~ok], self.hash_index)
-                if h.gallery_id not in seen]
-        return (self._with_agreement(image, local, hits)
-                + self._confirmed(image, local, weak))
-
-    def _region_hashes(self, image: DecodedImage, local: LocalStage) -> list[Hit]:
-        """pHash hits of the candidate's rectangular sub-images (a copy pasted whole
-        into a screenshot or meme, too plain for keypoints), each with its box as the
-        region. Kept only when the dense check confirms them (agreement of at least
-        ``local.min_agreement``): a flat patch of page hashes like any flat gallery
-        image (measured: a near-uniform wallpaper at 0-3 bits from 6 of 1,000
-        distractors' sub-images, with no textured cell to check), and only when the
-        sub-image has the gallery image's shape (:data:`REGION_MAX_STRETCH`). Searched out to
-        ``hash.region_max_distance`` bits; of the hits beyond ``hash.max_distance`` the
-        nearest :data:`FAR_HITS` are checked, and kept at :data:`FAR_AGREEMENT` on
-        :data:`FAR_MIN_CELLS` textured cells."""
-        hits, near = [], self.settings.hash.max_distance
-        for region in regions(image, self.settings.local.proposals):
-            found = self.hash.search(self.hash.compute(region.image), self.hash_index,
-                                     max(near, self.settings.hash.region_max_distance))
-            found = [h for h in found if self._shaped_like(region.image, h.gallery_id)]
-            far = [h for h in found if h.distance > near][:FAR_HITS]
-            kept = self._confirmed(region.image, local, [h for h in found if h.distance <= near])
-            kept += self._confirmed(region.image, local, far, FAR_AGREEMENT, FAR_MIN_CELLS)
-            hits += [replace(h, region=region.box) for h in kept]
-        return hits
-
-    def _shaped_like(self, image: DecodedImage, gallery_id: int) -> bool:
-        """Whether the trimmed content of ``image`` (a sub-image) has the shape of gallery
-        image ``gallery_id``'s within :data:`REGION_MAX_STRETCH` (``local_geometry.stretch``);
-        True when the gallery image has no local features to take its shape from."""
-        x0, y0, x1, y1 = image.content_box()
-        refs = self.local_index.features(gallery_id)
-        return not refs or any(stretch((x1 - x0, y1 - y0), ref.size) <= REGION_MAX_STRETCH
-                               for ref in refs)
-
-    def _with_agreement(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
-                        min_cells: int = 0) -> list[Hit]:
-        """``hits`` (pHash) with the dense agreement of ``image`` against each gallery image
-        (:meth:`LocalStage.aligned`, judged on at least ``min_cells`` textured cells, and
-        on :data:`WIDE_MIN_CELLS` for a hit more than :data:`WIDE_BITS` bits off)."""
-        return [replace(h, agreement=local.aligned(
-            image, self.local_index, h.gallery_id,
-            max(min_cells, WIDE_MIN_CELLS if (h.distance or 0) > WIDE_BITS else 0)))
-            for h in hits]
-
-    def _confirmed(self, image: DecodedImage, local: LocalStage, hits: list[Hit],
-                   floor: float | None = None, min_cells: int = 0) -> list[Hit]:
-        """Those of :meth:`_with_agreement` whose agreement reaches ``floor`` (default
-        ``local.min_agreement``)."""
-        floor = self.settings.local.min_agreement if floor is None else floor
-        return [h for h in self._with_agreement(image, local, hits, min_cells)
-                if h.agreement is not None and h.agreement >= floor]
 
     # -- persistence ----------------------------------------------------------
     def fingerprint(self) -> str:

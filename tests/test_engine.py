@@ -123,7 +123,7 @@ def test_wide_hash_hits_are_judged_on_more_cells() -> None:
     ``WIDE_MIN_CELLS`` textured cells: a flag of two fields (textured only along the
     line between them, 8 cells) agrees with itself, but counts only as a near hit;
     a photo, textured everywhere, keeps its agreement at any distance."""
-    from monitor.engine import WIDE_BITS
+    from monitor.hash_evidence import WIDE_BITS
     from monitor.results import Hit
 
     card = Image.new("RGB", (480, 320), (20, 60, 160))
@@ -134,7 +134,7 @@ def test_wide_hash_hits_are_judged_on_more_cells() -> None:
 
     def agreements(candidate: Image.Image, gid: int) -> list[float | None]:
         hits = [Hit("hash", gid, 0.7, distance=d) for d in (WIDE_BITS, WIDE_BITS + 2)]
-        judged = engine._with_agreement(_decode(candidate), engine.local, hits)
+        judged = engine.evidence.with_agreement(_decode(candidate), engine.local, hits)
         return [h.agreement for h in judged]
 
     near, wide = agreements(card, 9)

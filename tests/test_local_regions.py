@@ -228,7 +228,7 @@ def test_far_region_hit_needs_the_whole_picture_on_half_the_grid() -> None:
     on at least ``FAR_MIN_CELLS`` textured cells: a plain card (textured only along its
     outline, as a flag's disc or a flowchart symbol) agrees with its copy, but on too
     few cells to count there."""
-    from monitor.engine import FAR_MIN_CELLS
+    from monitor.hash_evidence import FAR_MIN_CELLS
     from monitor.stages.local_dense import aligned_agreement
 
     thumb = np.zeros((64, 96), np.uint8)
@@ -244,7 +244,7 @@ def test_region_hit_needs_the_gallery_images_shape(monkeypatch) -> None:
     shape within ``REGION_MAX_STRETCH``: the rocket squashed to 2.5 times its aspect ratio
     (a strip of a page) still hashes like it, but is not taken for it; allowed that
     stretch, the same page finds it."""
-    import monitor.engine
+    import monitor.hash_evidence
 
     page = Image.new("RGB", (1200, 800), (245, 245, 245))
     page.paste(_rgb("page").resize((1100, 150)), (50, 20))
@@ -253,7 +253,7 @@ def test_region_hit_needs_the_gallery_images_shape(monkeypatch) -> None:
     rocket_id = GALLERY.index("rocket")
     engine = _engine()
     assert not [m for m in engine.match(_decode(page)) if m.gallery_id == rocket_id]
-    monkeypatch.setattr(monitor.engine, "REGION_MAX_STRETCH", 3.0)
+    monkeypatch.setattr(monitor.hash_evidence, "REGION_MAX_STRETCH", 3.0)
     top = engine.match(_decode(page))[0]
     assert top.gallery_id == rocket_id and top.inliers is None and top.region is not None
     assert top.agreement is not None and top.agreement >= 0.8
@@ -266,3 +266,28 @@ def test_stretch_between_shapes() -> None:
     assert abs(stretch((900, 240), (640, 427)) - 2.5) < 0.01
     assert abs(stretch((240, 900), (640, 427)) - 2.5) < 0.01  # a quarter turn away
     assert abs(stretch((427, 640), (640, 427)) - 1.0) < 1e-9
+
+
+def test_region_too_small_for_its_phash_is_not_hashed(monkeypatch) -> None:
+    """A sub-image whose content is small both in pixels (``REGION_MIN_CONTENT``
+    squared) and as a share of the candidate (``REGION_MIN_SHARE``) is not looked up
+    by its pHash: the astronaut pasted whole at 60×60 px in a framed panel of a 1000×700
+    page (0.5 %) is not found that way; allowed 40 px, the same page finds it (4 bits).
+    The local stage is kept from deciding (``_engine``), so only the pHash can."""
+    from PIL import ImageDraw
+
+    import monitor.hash_evidence
+
+    page = Image.new("RGB", (1000, 700), (245, 245, 245))
+    page.paste(_rgb("page").resize((900, 150)), (50, 20))
+    ImageDraw.Draw(page).rectangle((340, 300, 660, 460), fill=(255, 255, 255),
+                                   outline=(40, 40, 40), width=3)
+    page.paste(_rgb("astronaut").resize((60, 60)), (470, 350))
+    gid = GALLERY.index("astronaut")
+    engine = _engine()
+    assert not [m for m in engine.match(_decode(page)) if m.gallery_id == gid]
+    monkeypatch.setattr(monitor.hash_evidence, "REGION_MIN_CONTENT", 40)
+    found = [m for m in engine.match(_decode(page)) if m.gallery_id == gid]
+    assert found and found[0].region is not None and found[0].inliers is None
+    x0, y0, x1, y1 = found[0].region
+    assert x0 <= 470 and y0 <= 350 and x1 >= 530 and y1 >= 410  # the panel holding it
