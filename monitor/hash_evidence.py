@@ -113,11 +113,10 @@ class HashEvidence:
         image (measured: a near-uniform wallpaper at 0-3 bits from 6 of 1,000
         distractors' sub-images, with no textured cell to check), and only when the
         sub-image has the gallery image's shape (:data:`REGION_MAX_STRETCH`); sub-images
-        whose content is small in pixels and in share (:data:`REGION_MIN_CONTENT`) are
-        not hashed. Searched out to
-        ``hash.region_max_distance`` bits; of the hits beyond ``hash.max_distance`` the
-        nearest :data:`FAR_HITS` are checked, and kept at :data:`FAR_AGREEMENT` on
-        :data:`FAR_MIN_CELLS` textured cells."""
+        whose content is small in pixels and in share (:func:`too_small`) are not hashed.
+        Searched out to ``hash.region_max_distance`` bits; of the hits beyond
+        ``hash.max_distance`` the nearest :data:`FAR_HITS` are checked, and kept at
+        :data:`FAR_AGREEMENT` on :data:`FAR_MIN_CELLS` textured cells."""
         hits, settings, stage = [], self.engine.settings, self.engine.hash
         near = settings.hash.max_distance
         for region in proposed_regions(image, settings.local.proposals):
