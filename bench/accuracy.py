@@ -8,8 +8,10 @@ protected gallery of N images, one edited copy per family per gallery image
 (positive queries) and M edited images of *other* corpus files (distractors).
 Detectors (:mod:`bench.detectors`): imagehash pHash brute force, PDQ with 8
 dihedral gallery hashes, the product's hash stage alone, its local stage alone,
-the product as shipped (CLIP skipped: no weights here) and "product rules", what
-``monitor check`` flags with the default rules.
+the product as shipped (CLIP skipped: no weights here; swept on the calibrated match
+confidence, :mod:`monitor.confidence`) and "product rules", what ``monitor check`` flags
+with the default rules. ``--evidence`` keeps every query's matches for
+:mod:`bench.calibrate`.
 
 Metrics (:mod:`bench.metrics`, after DISC21, Douze et al. 2021, and thorn's
 perception benchmark): per detector the threshold at which at most 0.1 % of
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import math
 import multiprocessing as mp
 import os
@@ -63,6 +66,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of rule files (default: the product's defaults)")
     p.add_argument("--fpr", type=float, default=1e-3, help="false-positive rate target")
     p.add_argument("--cache", type=Path, default=Path("/tmp/monitor-bench-cache"))
+    p.add_argument("--evidence", type=Path, default=None,
+                   help="write every query's top matches and their hits here (JSON lines), "
+                        "the input of python -m bench.calibrate")
     p.add_argument("--misses", type=Path, default=Path("/tmp/monitor-bench-misses"))
     return p.parse_args(argv)
 
@@ -159,6 +165,16 @@ def save_misses(folder: Path, split: dataset.Split, results: list[dict], per_fam
                         shutil.copy(src, sub / f"{stem}_{tag}{Path(src).suffix}")
 
 
+def save_evidence(path: Path, split: dataset.Split, results: list[dict]) -> None:
+    """One JSON line per query: family, truth (-1: distractor) and its matches' hits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for q, r in zip(split.queries, results, strict=True):
+            fh.write(json.dumps({"path": q.path, "family": q.family, "truth": q.truth,
+                                 "error": r.get("error"), "matches": r.get("evidence", [])})
+                     + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command = "python -m bench.accuracy " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -185,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(split.queries, results, args.families, args.fpr)
     table = report.table(rows, args.families)
     save_misses(args.misses, split, results)
+    if args.evidence:
+        save_evidence(args.evidence, split, results)
     console.print(table)
     report.write_section(args.out, body(args, command, split, rows, table, note, results))
     console.print(f"wrote {args.out}; misses under {args.misses}")
@@ -213,6 +231,9 @@ def body(args, command, split, rows, table, note, results) -> str:
   {args.seed}) + {len(split.queries) - n_pos} distractors (other corpus images, edited
   with the same families in turn, as in DISC21); {errors} queries failed to decode.
 - {note}. The product rows therefore use the hash and local stages only.
+  "product (hash+local)" is swept on the match's calibrated confidence
+  (`monitor/confidence.py`, a logistic model of all its hits' evidence fitted by
+  `python -m bench.calibrate` on seed 5's `--evidence` file; other seeds are held out).
 - Recall (%) counts a positive only when the top match is the right gallery image
   and it is flagged at the operating point: the threshold at which at most
   {100 * args.fpr:g} % of distractors are flagged (DISC21 / perception convention);

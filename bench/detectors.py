@@ -10,8 +10,9 @@ predictions ``[(gallery_id, score)]`` best first (``query``). Scores only need t
   the 8 dihedral hashes; score = -(minimum Hamming distance) (bits).
 * ``engine:*``: the product's :class:`monitor.engine.Engine` with some stages on.
   ``hash``: score = -distance (bits, within ``hash.max_distance``); ``local``:
-  score = RANSAC inliers; ``product``: the match's calibrated score (max over
-  stages, in [0, 1]) rounded to 1e-6, ties broken by inliers (``+ inliers * 1e-10``).
+  score = RANSAC inliers; ``product``: the match's calibrated confidence (all its
+  hits' evidence, :mod:`monitor.confidence`, in [0, 1]) rounded to 1e-6, ties broken
+  by inliers (``+ inliers * 1e-10``).
 
 Every detector sees the same :class:`~monitor.decode.DecodedImage` as the product
 (EXIF, alpha on white, working copy of at most ``decode.work_side`` pixels).
@@ -108,7 +109,7 @@ class PdqDihedral:
 
 
 def product_score(match: Match) -> float:
-    """Ordering score of a product match: calibrated score, then inliers (see module doc)."""
+    """Ordering score of a product match: calibrated confidence, then inliers (module doc)."""
     return round(match.score, 6) + min(match.inliers or 0, 9999) * 1e-10
 
 

@@ -55,13 +55,14 @@ def table(rows: list[dict], families: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) the section between the accuracy markers in ``path``."""
+def write_section(path: Path, body: str, start: str = START, end: str = END) -> None:
+    """Replace (or append) the section between markers ``start`` and ``end`` (default:
+    the accuracy section's) in ``path``."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    section = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        pre, rest = text.split(START, 1)
-        text = pre + section + rest.split(END, 1)[1]
+    section = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        text = pre + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ from monitor.errors import MonitorError
 from monitor.rules import Rule
 
 _STATE: dict = {}
+EVIDENCE_TOP = 10
+"""Matches per query whose hits are kept for ``--evidence`` (best first)."""
 
 
 def limits(settings: Settings) -> DecodeLimits:
@@ -59,6 +61,13 @@ def _summary(m) -> dict:
             "distance": m.distance, "inliers": m.inliers}
 
 
+def _hits(m) -> list[dict]:
+    """Every hit of one match, as the evidence :mod:`bench.calibrate` refits the score on."""
+    return [{"stage": h.stage, "score": round(h.score, 6), "distance": h.distance,
+             "cosine": h.cosine, "inliers": h.inliers, "agreement": h.agreement,
+             "region": h.region is not None} for h in m.hits]
+
+
 def run(job: tuple[int, str]) -> dict:
     """Answer query ``job = (index, path)``; returns predictions, timings and rule outcome."""
     qi, path = job
@@ -81,4 +90,5 @@ def run(job: tuple[int, str]) -> dict:
     flagged = dets.rules_flag(full.last, _STATE["rules"])
     out["flag"] = None if flagged is None else _summary(flagged)
     out["top"] = [_summary(m) for m in full.last[:3]]
+    out["evidence"] = [{"gid": m.gallery_id, "hits": _hits(m)} for m in full.last[:EVIDENCE_TOP]]
     return out

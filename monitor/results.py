@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from monitor.confidence import confidence
+
 Box = tuple[int, int, int, int]
 """``(x0, y0, x1, y1)`` in pixels of the *original* candidate image, x1/y1 exclusive."""
 
@@ -30,7 +32,8 @@ class Hit:
     Attributes:
         stage: ``"hash"``, ``"clip"`` or ``"local"``.
         gallery_id: primary key of the protected image.
-        score: calibrated match confidence in [0, 1] (see each stage's docstring).
+        score: this stage's own score in [0, 1] (see each stage's ``score``); the
+            match's confidence combines all hits (:mod:`monitor.confidence`).
         distance: Hamming distance in bits of 64 (hash stage), else None.
         cosine: cosine similarity in [-1, 1] (clip stage), else None.
         inliers: RANSAC homography inliers (local stage; None for a crop placement),
@@ -61,7 +64,9 @@ class Hit:
 class Match:
     """A candidate × gallery image pair with every stage's evidence merged.
 
-    ``stage`` and ``score`` come from the strongest hit; ``hits`` keeps all of them.
+    ``stage`` is the stage of the hit with the highest own score; ``score`` is the
+    calibrated confidence in [0, 1] of all the hits together
+    (:func:`monitor.confidence.confidence`); ``hits`` keeps all of them.
     """
 
     gallery_id: int
@@ -159,13 +164,14 @@ class CheckResult:
 
 
 def merge_hits(hits: Iterable[Hit]) -> list[Match]:
-    """Group hits by gallery id into matches; the best-scoring hit names the stage."""
+    """Group hits by gallery id into matches, most confident first (the best-scoring
+    hit names the stage; the score is :func:`~monitor.confidence.confidence`)."""
     by_id: dict[int, list[Hit]] = {}
     for hit in hits:
         by_id.setdefault(hit.gallery_id, []).append(hit)
     matches = []
     for gid, group in by_id.items():
         best = max(group, key=lambda h: h.score)
-        matches.append(Match(gallery_id=gid, stage=best.stage, score=best.score,
+        matches.append(Match(gallery_id=gid, stage=best.stage, score=confidence(group),
                              hits=tuple(sorted(group, key=lambda h: -h.score))))
     return sorted(matches, key=lambda m: -m.score)

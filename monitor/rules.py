@@ -12,6 +12,8 @@ A rule file holds one or more ``[[rule]]`` tables::
     clip_min_cosine = 0.95       # cosine similarity
     crop_min_agreement = 0.9     # dense agreement of a crop placement (local stage, plain
                                  # graphics too poor in keypoints for a homography)
+    min_confidence = 0.9         # the match's calibrated confidence in [0, 1], all of its
+                                 # evidence together (monitor/confidence.py): one threshold
     allow_domains = ["partner.example"]   # hosts (and their subdomains) that hold a licence
     allow_urls = ["*/press-kit/*"]        # fnmatch patterns on the candidate URL or path
 
@@ -52,11 +54,13 @@ class _Thresholds(BaseModel):
     local_min_inliers: int | None = Field(None, ge=4)
     clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
     crop_min_agreement: float | None = Field(None, ge=0.0, le=1.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
 
     def configured(self) -> int:
         """How many thresholds are set."""
         return sum(v is not None for v in (self.hash_max_distance, self.local_min_inliers,
-                                           self.clip_min_cosine, self.crop_min_agreement))
+                                           self.clip_min_cosine, self.crop_min_agreement,
+                                           self.min_confidence))
 
     def checks(self, match: Match) -> list[bool]:
         """Whether ``match`` meets each *configured* threshold, in field order."""
@@ -71,6 +75,8 @@ class _Thresholds(BaseModel):
         if self.crop_min_agreement is not None:
             p = match.placement
             out.append(p is not None and p >= self.crop_min_agreement)
+        if self.min_confidence is not None:
+            out.append(match.score >= self.min_confidence)
         return out
 
 

@@ -79,6 +79,7 @@ def test_allow_list(tmp_path: Path) -> None:
     ('[[rule]]\nverdict="review"\n', r"rule\[0\]\.name"),
     ('[[rule]\nname="x"', "not valid TOML"),
     ('[[rule]]\nname="x"\nhash_max_distance=99\n', r"rule\[0\]\.hash_max_distance"),
+    ('[[rule]]\nname="x"\nmin_confidence=1.5\n', r"rule\[0\]\.min_confidence"),
     ('[[rule]]\nname="x"\n[[rule.corroborated]]\nhash_max_distance=9\n',
      r"rule\[0\]\.corroborated\[0\]: .*at least two kinds"),
     ('[[rule]]\nname="x"\n[[rule.corroborated]]\nhash_max_distance=9\nlocal_min_inlier=6\n',
@@ -103,3 +104,13 @@ def test_crop_placement_threshold(tmp_path: Path) -> None:
     # a homography's dense agreement is not a crop placement's
     assert rs.judge(placed(0.95, inliers=6), "a", "x.jpg") is None
     assert rs.judge(_match(distance=20, agreement=1.0), "a", "x.jpg") is None
+
+
+def test_one_confidence_threshold(tmp_path: Path) -> None:
+    """``min_confidence`` asks for the match's calibrated score (``monitor.confidence``)
+    alone, whatever stages gave it."""
+    (tmp_path / "r.toml").write_text('[[rule]]\nname="sure"\nmin_confidence=0.95\n')
+    rs = RuleSet(load_rules(tmp_path))
+    hit = Hit("local", 1, 0.5, inliers=7, agreement=0.9)
+    assert rs.judge(Match(1, "local", 0.96, (hit,)), "a", "x.jpg").rule == "sure"
+    assert rs.judge(Match(1, "local", 0.94, (hit,)), "a", "x.jpg") is None
