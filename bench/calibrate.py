@@ -149,15 +149,18 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {name} | {_tag(path, args.fit)} | {r['recall']:.3f} | "
                          f"{r['uap']:.3f} | {r['fixed_recall']:.3f} (τ {tau:.4f}) | "
                          f"{r['fixed_flagged']} of {r['distractors']} |")
-    points = ["| min_confidence | split | recall | lowest family | flagged distractors |",
+    points = ["| min_confidence | split | recall | lowest family | flagged distractors "
+              "(FPR, 95 % upper bound) |",
               "|---|---|---|---|---|"]
     for t in args.thresholds:
         for path, queries in splits.items():
             r, fam = evaluate(queries, shipped, args.fpr, t), families(queries, shipped, t)
             low = min(fam, key=fam.get)
+            upper = metrics.fpr_upper_bound(r["fixed_flagged"], r["distractors"])
             points.append(f"| {t:g} | {_tag(path, args.fit)} | {r['fixed_recall']:.3f} | "
                           f"{low} {fam[low]:.3f} | {r['fixed_flagged']} of "
-                          f"{r['distractors']} ({100 * r['fixed_fpr']:.2f} %) |")
+                          f"{r['distractors']} ({100 * r['fixed_fpr']:.2f} %, "
+                          f"≤ {100 * upper:.2f} %) |")
     coefs = "\n".join(f"| {n} | {w0:+.3f} | {w1:+.3f} |" for n, w0, w1 in zip(
         ("intercept", *confidence.FEATURES), (confidence.INTERCEPT, *confidence.COEFFICIENTS),
         (intercept, *coef), strict=True))

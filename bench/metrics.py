@@ -54,6 +54,22 @@ def false_positive_rate(distractor_scores: Sequence[float], tau: float) -> float
     return float(np.mean(scores > tau)) if scores.size else 0.0
 
 
+def fpr_upper_bound(flagged: int, distractors: int, level: float = 0.95) -> float:
+    """One-sided upper confidence bound on a false-positive rate measured as ``flagged``
+    of ``distractors`` queries (exact binomial, Clopper & Pearson 1934): with 0 of 911,
+    the rate is below 0.33 % at 95 % ("rule of three", 3/n). Returns NaN for no queries.
+    """
+    if distractors <= 0:
+        return math.nan
+    if flagged >= distractors:
+        return 1.0
+    if flagged == 0:
+        return 1.0 - (1.0 - level) ** (1.0 / distractors)
+    from scipy.stats import beta
+
+    return float(beta.ppf(level, flagged + 1, distractors - flagged))
+
+
 def recall_at(top_scores: Sequence[float], top_correct: Sequence[bool], tau: float) -> float:
     """Fraction of positive queries flagged (top score ``> tau``) with the right top match.
 

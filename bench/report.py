@@ -43,12 +43,12 @@ def threshold_text(kind: str, tau: float) -> str:
 
 def table(rows: list[dict], families: list[str]) -> str:
     """Markdown table: detector × recall per family (%), overall, threshold, FPR, µAP, ms."""
-    head = ["detector", *families, "overall", "operating point", "FPR %", "µAP",
+    head = ["detector", *families, "overall", "operating point", "FPR % (95 % upper)", "µAP",
             "ms/query CPU (wall)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], *(pct(r["recall"][f]) for f in families), f"**{pct(r['overall'])}**",
-                 r["threshold"], f"{100 * r['fpr']:.2f}",
+                 r["threshold"], f"{100 * r['fpr']:.2f} (≤ {100 * r['fpr_upper']:.2f})",
                  "—" if r["uap"] is None else f"{r['uap']:.3f}",
                  f"{r['ms'][0]:.0f} ({r['ms'][1]:.0f})"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -8,6 +8,7 @@ import pytest
 
 from bench.metrics import (
     false_positive_rate,
+    fpr_upper_bound,
     micro_ap,
     recall_at,
     threshold_at_fpr,
@@ -111,3 +112,16 @@ def test_uap_all_wrong_is_zero_and_input_checked():
 def test_top_prediction_takes_highest_then_earliest():
     assert top_prediction([(3, -10.0), (7, -4.0), (9, -4.0)]) == (7, -4.0)
     assert top_prediction([]) == (None, -math.inf)
+
+
+def test_fpr_upper_bound_is_the_exact_binomial_bound() -> None:
+    """0 of n: 1 - 0.05 ** (1 / n), about 3 / n (rule of three); k of n: Clopper-Pearson,
+    checked against the binomial tail it inverts: P(X <= k | p = bound) = 0.05."""
+    from scipy.stats import binom
+
+    assert fpr_upper_bound(0, 911) == pytest.approx(3 / 911, rel=0.01)
+    for k, n in ((2, 923), (5, 944)):
+        p = fpr_upper_bound(k, n)
+        assert k / n < p < 1 and binom.cdf(k, n, p) == pytest.approx(0.05, abs=1e-6)
+    assert fpr_upper_bound(3, 3) == 1.0
+    assert math.isnan(fpr_upper_bound(0, 0))
