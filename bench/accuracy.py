@@ -58,6 +58,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gallery", type=int, default=300, help="protected images (N)")
     p.add_argument("--distractors", type=int, default=3000, help="distractor queries (M)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extra-corpus", type=Path, default=None,
+                   help="distractor-only corpus (bench/distractors.sh), never protected")
+    p.add_argument("--extra", type=int, default=3000,
+                   help="distractors taken from --extra-corpus (at most)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--workers", type=int, default=2)
@@ -186,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         task = bar.add_task("edited queries", total=None)
         split = dataset.build(args.corpus, args.cache, args.gallery, args.distractors, args.seed,
                               args.families, args.workers,
-                              lambda k, n: bar.update(task, completed=k, total=n))
+                              lambda k, n: bar.update(task, completed=k, total=n),
+                              args.extra_corpus, args.extra)
     jobs = list(enumerate(q.path for q in split.queries))
     results: list[dict] = [{}] * len(jobs)
     console.print(f"{len(split.gallery)} gallery images, {len(jobs)} queries; {note}")
@@ -230,7 +235,8 @@ def body(args, command, split, rows, table, note, results) -> str:
   `bench/shared_content.csv`, e.g. the Union Jack in two dozen flags).
 - Queries: {n_pos} positives (each gallery image × {len(args.families)} families, seed
   {args.seed}) + {len(split.queries) - n_pos} distractors (other corpus images, edited
-  with the same families in turn, as in DISC21); {errors} queries failed to decode.
+  with the same families in turn, as in DISC21{_extra(args, split)}); {errors} queries
+  failed to decode.
 - {note}. The product rows therefore use the hash and local stages only.
   "product (hash+local)" is swept on the match's calibrated confidence
   (`monitor/confidence.py`, a logistic model of all its hits' evidence fitted by
@@ -251,6 +257,18 @@ def body(args, command, split, rows, table, note, results) -> str:
 Product-rule misses per family (% of positives): {misses}. Examples and a CSV of all
 misses and false positives: `{args.misses}`.
 """
+
+
+def _extra(args: argparse.Namespace, split: dataset.Split) -> str:
+    """How many distractors came from ``--extra-corpus``, as a clause ('' without it)."""
+    if args.extra_corpus is None:
+        return ""
+    root = str(args.extra_corpus.resolve())
+    n = sum(q.truth < 0 and str(Path(q.origin).resolve()).startswith(root)
+            for q in split.queries)
+    return (f"; {n} of them from the distractor-only corpus `{args.extra_corpus}` "
+            "(`bench/distractors.sh`: game art, textures, wallpapers; none within 8 bits "
+            "of a gallery image's pHash)")
 
 
 def _shared() -> int:

@@ -124,6 +124,30 @@ def split(files: dict[str, list[Path]], n_gallery: int, n_distractors: int,
     return gallery, distractors, counts
 
 
+def extra_distractors(extra: Path, n: int, seed: int, gallery: list[Path],
+                      cache: Path) -> list[Path]:
+    """Up to ``n`` files of a distractor-only corpus (``bench/distractors.sh``), stratified
+    by source and shuffled with ``seed``, none within :data:`bench.series.MAX_BITS` of a
+    gallery image's pHash under any dihedral transform (the split's sibling rule)."""
+    from bench.series import MAX_BITS, _cached_phashes
+
+    files = corpus_files(extra)
+    shuffled = {}
+    for source, paths in sorted(files.items()):
+        paths = list(paths)
+        random.Random(f"{seed}:extra:{source}").shuffle(paths)
+        shuffled[source] = paths
+    every = [p for ps in files.values() for p in ps]
+    codes = _cached_phashes(every, cache)[:, 0, :]
+    where = {str(p): i for i, p in enumerate(every)}
+    ref = _cached_phashes(list(gallery), cache / "gallery")
+    near = {str(p) for p in every
+            if ref.size and (ref != codes[where[str(p)]]).sum(axis=2).min() <= MAX_BITS}
+    pool = {s: [p for p in ps if str(p) not in near] for s, ps in shuffled.items()}
+    share = _shares({s: len(ps) for s, ps in pool.items()}, n)
+    return [p for s, ps in pool.items() for p in ps[:share[s]]]
+
+
 def _edit_one(job: tuple[str, str, str, int]) -> str | None:
     """Write one edited query; returns the source path when it cannot be decoded."""
     from bench import edits
@@ -142,16 +166,21 @@ def _edit_one(job: tuple[str, str, str, int]) -> str | None:
 
 
 def build(corpus: Path, cache: Path, n_gallery: int, n_distractors: int, seed: int,
-          families: list[str], workers: int = 2, progress=None) -> Split:
+          families: list[str], workers: int = 2, progress=None,
+          extra: Path | None = None, n_extra: int = 0) -> Split:
     """Split the corpus and write (or reuse) the edited queries under ``cache``.
 
-    The cache folder is keyed by corpus, sizes, seed, families and the source of
-    ``bench/edits.py``, so a changed edit recipe regenerates the queries.
+    With ``extra``, up to ``n_extra`` more distractors come from that distractor-only
+    corpus (:func:`extra_distractors`), edited like the others and appended after them.
+    The cache folder is keyed by corpus, sizes, seed, families, the extra corpus and the
+    source of ``bench/edits.py``, so a changed edit recipe regenerates the queries.
     """
     edits_src = (Path(__file__).parent / "edits.py").read_bytes()
     edits_src += (Path(__file__).parent / "shared_content.csv").read_bytes()
     key = hashlib.sha256(json.dumps([str(corpus.resolve()), n_gallery, n_distractors, seed,
-                                     families, "series-v6"]).encode() + edits_src
+                                     families, "series-v6"]
+                                    + ([str(extra.resolve()), n_extra] if extra else [])
+                                    ).encode() + edits_src
                          ).hexdigest()[:12]
     folder = cache / f"s{seed}-g{n_gallery}-d{n_distractors}-{key}"
     index = folder / "split.json"
@@ -171,6 +200,8 @@ def build(corpus: Path, cache: Path, n_gallery: int, n_distractors: int, seed: i
             dst = folder / "q" / f"pos_{gi:05d}_{fam}.jpg"
             queries.append(Query(str(dst), fam, gi, str(src)))
             jobs.append((str(src), str(dst), fam, seed * 1_000_003 + gi))
+    if extra is not None and n_extra > 0:
+        distractors += extra_distractors(extra, n_extra, seed, gallery, cache)
     for di, src in enumerate(distractors):
         fam = families[di % len(families)]
         dst = folder / "q" / f"neg_{di:05d}_{fam}.jpg"

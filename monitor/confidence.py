@@ -84,10 +84,12 @@ def features(hits: Sequence[Hit]) -> np.ndarray:
 
 
 def confidence(hits: Sequence[Hit]) -> float:
-    """Calibrated probability in [0, 1] that the hits' candidate copies their gallery image.
+    """Confidence in [0, 1] that the hits' candidate copies their gallery image.
 
     ``sigmoid(INTERCEPT + COEFFICIENTS · features(hits))``, or a CLIP hit's score where
-    higher (see the module docstring).
+    higher (see the module docstring). A probability on the benchmark's matches, most of
+    which are copies; elsewhere a ranking whose operating points ``bench/RESULTS.md``
+    measures (0.25 flags about as the default rules do).
     """
     z = INTERCEPT + float(np.dot(COEFFICIENTS, features(hits)))
     fitted = 1.0 / (1.0 + math.exp(-z))
