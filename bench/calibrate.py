@@ -182,7 +182,8 @@ START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 BODY = """## Match confidence: one score for all the evidence (`bench/calibrate.py`)
 
 - Command: `{command}` (from the repository root), on the `--evidence` files of
-  `python -m bench.accuracy --gallery 300 --distractors 3000 --seed S` (S = 5, 11, 23).
+  `python -m bench.accuracy --gallery 300 --distractors 3000 --seed S --evidence ...`
+  (S = 5, 11, 23; the accuracy sections give the exact commands).
 - Date: {date}. Machine: {machine}.
 - Fitted on `{fit}`: {n} queries, {m} (query, gallery image) matches; scikit-learn
   `LogisticRegression` over `monitor.confidence.FEATURES`. The other splits are held out
