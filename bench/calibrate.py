@@ -26,6 +26,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,8 @@ def single_hit(hits: Sequence[Hit]) -> float:
 
 
 def logistic(intercept: float, coef: Sequence[float]) -> Scorer:
-    """A scorer with the given model (same form as :func:`monitor.confidence.confidence`)."""
-    def score(hits: Sequence[Hit]) -> float:
-        z = intercept + float(np.dot(coef, confidence.features(hits)))
-        return max([1.0 / (1.0 + np.exp(-z)), *(h.score for h in hits if h.stage == "clip")])
-    return score
+    """:func:`monitor.confidence.confidence` with the given model."""
+    return partial(confidence.confidence, intercept=intercept, coefficients=coef)
 
 
 def evaluate(queries: list[dict], scorer: Scorer, fpr: float,

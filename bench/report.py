@@ -57,13 +57,10 @@ def table(rows: list[dict], families: list[str]) -> str:
 
 def write_section(path: Path, body: str, start: str = START, end: str = END) -> None:
     """Replace (or append) the section between markers ``start`` and ``end`` (default:
-    the accuracy section's) in ``path``."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    section = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        pre, rest = text.split(start, 1)
-        text = pre + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+    the accuracy section's) in ``path``, created when missing
+    (:func:`bench.speed_report.replace_section`)."""
+    from bench.speed_report import replace_section
+
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(replace_section(text, body, start, end), encoding="utf-8")

@@ -109,6 +109,6 @@ def replace_section(text: str, body: str, start: str = START, end: str = END) ->
 
 def write_section(path: Path, body: str) -> None:
     """Replace (or add) the speed section of ``path`` (created when missing)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(replace_section(text, body), encoding="utf-8")
+    from bench import report
+
+    report.write_section(path, body, START, END)

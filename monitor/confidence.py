@@ -84,15 +84,17 @@ def features(hits: Sequence[Hit]) -> np.ndarray:
     return out
 
 
-def confidence(hits: Sequence[Hit]) -> float:
+def confidence(hits: Sequence[Hit], intercept: float = INTERCEPT,
+               coefficients: Sequence[float] = COEFFICIENTS) -> float:
     """Confidence in [0, 1] that the hits' candidate copies their gallery image.
 
-    ``sigmoid(INTERCEPT + COEFFICIENTS · features(hits))``, or a CLIP hit's score where
-    higher (see the module docstring). A probability on the benchmark's matches, most of
-    which are copies; elsewhere a ranking whose operating points ``bench/RESULTS.md``
-    measures (0.25 flags about as the default rules do).
+    ``sigmoid(intercept + coefficients · features(hits))`` (default: the shipped
+    :data:`INTERCEPT` and :data:`COEFFICIENTS`; ``bench.calibrate`` passes a refit), or a
+    CLIP hit's score where higher (see the module docstring). A probability on the
+    benchmark's matches, most of which are copies; elsewhere a ranking whose operating
+    points ``bench/RESULTS.md`` measures (0.25 flags about as the default rules do).
     """
-    z = INTERCEPT + float(np.dot(COEFFICIENTS, features(hits)))
+    z = intercept + float(np.dot(coefficients, features(hits)))
     fitted = 1.0 / (1.0 + math.exp(-z))
     clip = [h.score for h in hits if h.stage == "clip"]
     return max([fitted, *clip])
