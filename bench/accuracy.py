@@ -9,7 +9,7 @@ protected gallery of N images, one edited copy per family per gallery image
 Detectors (:mod:`bench.detectors`): imagehash pHash brute force, PDQ with 8
 dihedral gallery hashes, the product's hash stage alone, its local stage alone,
 the product as shipped (CLIP skipped: no weights here; swept on the calibrated match
-confidence, :mod:`monitor.confidence`) and "product rules", what ``monitor check`` flags
+confidence, :mod:`monitor.matching.confidence`) and "product rules", what ``monitor check`` flags
 with the default rules. ``--evidence`` keeps every query's matches for
 :mod:`bench.calibrate`.
 
@@ -43,7 +43,7 @@ import monitor
 from bench import dataset, metrics, report, runner
 from bench.edits import FAMILIES
 from monitor.config import Settings, load_settings
-from monitor.rules import load_rules
+from monitor.matching.rules import load_rules
 
 UNITS = {"phash (imagehash)": "distance", "pdq dihedral": "distance",
          "product hash stage": "distance", "product local stage": "inliers",
@@ -83,7 +83,7 @@ def clip_note(settings: Settings) -> str:
         return "CLIP disabled in config"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from monitor.stages.clip import ClipStage
+        from monitor.matching.stages.clip import ClipStage
 
         st = ClipStage(settings.clip, settings.root).status()
     except Exception as exc:  # noqa: BLE001 (any failure means: not measured)
@@ -239,7 +239,7 @@ def body(args, command, split, rows, table, note, results) -> str:
   failed to decode.
 - {note}. The product rows therefore use the hash and local stages only.
   "product (hash+local)" is swept on the match's calibrated confidence
-  (`monitor/confidence.py`, a logistic model of all its hits' evidence fitted by
+  (`monitor/matching/confidence.py`, a logistic model of all its hits' evidence fitted by
   `python -m bench.calibrate` on seed 5's `--evidence` file; other seeds are held out).
 - Recall (%) counts a positive only when the top match is the right gallery image
   and it is flagged at the operating point: the threshold at which at most

@@ -41,7 +41,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from monitor.server.signing import signed_headers
+from monitor.outcome.signing import signed_headers
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "horse")
 
@@ -79,7 +79,7 @@ def spawn(workers: int, queue_max: int, local: bool) -> tuple[subprocess.Popen, 
             root / "gallery" / f"{p}.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MONITOR_SERVER__WEBHOOK_SECRET": secret}
     env.pop("MONITOR_CONFIG", None)
-    cli = [sys.executable, "-m", "monitor.cli"]
+    cli = [sys.executable, "-m", "monitor"]
     subprocess.run(cli + ["gallery", "add", "gallery", "--collection", "bench"], cwd=root,
                    env=env, check=True, capture_output=True)
     proc = subprocess.Popen(cli + ["serve"], cwd=root, env=env, stderr=subprocess.PIPE,

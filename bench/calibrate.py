@@ -1,11 +1,11 @@
-"""Fit the product's match confidence (:mod:`monitor.confidence`) and test it on other splits.
+"""Fit the product's match confidence (:mod:`monitor.matching.confidence`) and test it on other splits.
 
     python -m bench.accuracy --seed 5 --evidence /tmp/ev-5.jsonl ...   # per split
     python -m bench.calibrate --fit /tmp/ev-5.jsonl --test /tmp/ev-11.jsonl /tmp/ev-23.jsonl
 
 Every (query, gallery image) match of the fit split is one example (1: the query is an
 edited copy of that gallery image; 0: any other match, every match of a distractor),
-described by :func:`monitor.confidence.features`. A logistic regression
+described by :func:`monitor.matching.confidence.features`. A logistic regression
 (scikit-learn ``LogisticRegression``, L2) is fitted, and then, on every split and in
 the same run as the current coefficients and the best single hit's score (the
 product before calibration):
@@ -15,7 +15,7 @@ product before calibration):
 - recall and measured FPR at one fixed threshold: the fit split's, so the test
   splits show how the operating point carries over to queries the fit never saw.
 
-The fitted coefficients are printed as Python to paste into ``monitor/confidence.py``.
+The fitted coefficients are printed as Python to paste into ``monitor/matching/confidence.py``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import metrics, report
-from monitor import confidence
-from monitor.results import Hit
+from monitor.matching import confidence
+from monitor.types import Hit
 
 Scorer = Callable[[Sequence[Hit]], float]
 
@@ -76,7 +76,7 @@ def single_hit(hits: Sequence[Hit]) -> float:
 
 
 def logistic(intercept: float, coef: Sequence[float]) -> Scorer:
-    """:func:`monitor.confidence.confidence` with the given model."""
+    """:func:`monitor.matching.confidence.confidence` with the given model."""
     return partial(confidence.confidence, intercept=intercept, coefficients=coef)
 
 
@@ -184,7 +184,7 @@ BODY = """## Match confidence: one score for all the evidence (`bench/calibrate.
   (S = 5, 11, 23; the accuracy sections give the exact commands).
 - Date: {date}. Machine: {machine}.
 - Fitted on `{fit}`: {n} queries, {m} (query, gallery image) matches; scikit-learn
-  `LogisticRegression` over `monitor.confidence.FEATURES`. The other splits are held out
+  `LogisticRegression` over `monitor.matching.confidence.FEATURES`. The other splits are held out
   (their galleries and distractors differ; images can recur across splits).
 - Swept recall: the top match must be right and above the threshold at which at most
   {fpr} % of that split's distractors are flagged (as in the accuracy section); "recall

@@ -12,7 +12,7 @@ per forward pass as the real ones, so speed can be measured offline::
     python bench/clip_speed.py --model ViT-B-32 --pretrained "" --batch-size 32
 
 Images: the photos shipped with ``skimage.data`` or ``--images DIR``.
-Decoding (``monitor.decode``) happens before each timed run and is not counted.
+Decoding (``monitor.imaging.decode``) happens before each timed run and is not counted.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from monitor.config import ClipSettings
-from monitor.decode import DecodedImage, decode_bytes
-from monitor.stages.clip import ClipStage
+from monitor.imaging.decode import DecodedImage, decode_bytes
+from monitor.matching.stages.clip import ClipStage
 
 TINY_DIR = Path(__file__).resolve().parent.parent / "tests" / "clip_tiny"
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}

@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from monitor.decode import decode_file
+from monitor.imaging.decode import decode_file
 
 
 @dataclass(frozen=True)

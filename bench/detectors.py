@@ -8,13 +8,13 @@ predictions ``[(gallery_id, score)]`` best first (``query``). Scores only need t
   identity hash only; score = -Hamming distance (bits).
 * ``pdq``: PDQ (Meta ThreatExchange, 256 bits, via ``pdqhash``); the gallery holds
   the 8 dihedral hashes; score = -(minimum Hamming distance) (bits).
-* ``engine:*``: the product's :class:`monitor.engine.Engine` with some stages on.
+* ``engine:*``: the product's :class:`monitor.matching.engine.Engine` with some stages on.
   ``hash``: score = -distance (bits, within ``hash.max_distance``); ``local``:
   score = RANSAC inliers; ``product``: the match's calibrated confidence (all its
-  hits' evidence, :mod:`monitor.confidence`, in [0, 1]) rounded to 1e-6, ties broken
+  hits' evidence, :mod:`monitor.matching.confidence`, in [0, 1]) rounded to 1e-6, ties broken
   by inliers (``+ inliers * 1e-10``).
 
-Every detector sees the same :class:`~monitor.decode.DecodedImage` as the product
+Every detector sees the same :class:`~monitor.imaging.decode.DecodedImage` as the product
 (EXIF, alpha on white, working copy of at most ``decode.work_side`` pixels).
 """
 
@@ -25,11 +25,11 @@ import dataclasses
 import numpy as np
 
 from monitor.config import Settings
-from monitor.decode import DecodedImage
-from monitor.engine import Engine, GalleryEntry
-from monitor.results import Match
-from monitor.rules import Rule
-from monitor.stages.hash import HashStage
+from monitor.imaging.decode import DecodedImage
+from monitor.matching.engine import Engine, GalleryEntry
+from monitor.matching.rules import Rule
+from monitor.matching.stages.hash import HashStage
+from monitor.types import Match
 
 TOP_K = 5
 """Predictions kept per query for the brute-force hash baselines (for µAP)."""

@@ -5,7 +5,7 @@ initializer, then handles queries one at a time. Timings (milliseconds; wall
 clock, ``time.perf_counter``, and CPU time of the worker process,
 ``time.process_time``, which a machine shared with other jobs inflates less)
 are per query: ``decode`` once (the product's
-:func:`~monitor.decode.decode_file`), then each detector on a fresh copy of the
+:func:`~monitor.imaging.decode.decode_file`), then each detector on a fresh copy of the
 decoded image (empty resize cache), so each detector's ``ms`` plus ``decode``
 is its cost per query with decoding included. OpenCV and FAISS are limited to
 one thread per process; parallelism comes from the worker processes.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench import detectors as dets
 from monitor.config import Settings
-from monitor.decode import DecodeLimits, decode_file
 from monitor.errors import MonitorError
-from monitor.rules import Rule
+from monitor.imaging.decode import DecodeLimits, decode_file
+from monitor.matching.rules import Rule
 
 _STATE: dict = {}
 EVIDENCE_TOP = 10

@@ -91,8 +91,8 @@ def _phashes(paths: list[Path]) -> np.ndarray:
     import imagehash
     from PIL import Image
 
-    from monitor.decode import decode_file
-    from monitor.stages.hash import DIHEDRAL
+    from monitor.imaging.decode import decode_file
+    from monitor.matching.stages.hash import DIHEDRAL
 
     out = np.zeros((len(paths), 8, 64), bool)
     for i, p in enumerate(paths):

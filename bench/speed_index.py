@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.speed_report import rss_bytes
-from monitor.index.binary import BinaryIndex
-from monitor.index.dense import DenseIndex
+from monitor.matching.index.binary import BinaryIndex
+from monitor.matching.index.dense import DenseIndex
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every variant runs on the same files, interleaved file by file (see
 :func:`bench.speed_report.time_interleaved`), with FAISS and OpenCV on one
-thread each as :class:`monitor.engine.Engine` sets them.
+thread each as :class:`monitor.matching.engine.Engine` sets them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.speed_report import Timing, rss_bytes, time_interleaved, time_threads
-from monitor.decode import DecodeLimits, decode_file
-from monitor.engine import HASH_ONLY_SIDE
-from monitor.stages.hash import HashStage
+from monitor.imaging.decode import DecodeLimits, decode_file
+from monitor.matching.engine import HASH_ONLY_SIDE
+from monitor.matching.stages.hash import HashStage
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 HASH_ONLY = DecodeLimits(work_side=HASH_ONLY_SIDE)
@@ -102,8 +102,8 @@ def bench_hash(files: list[Path], repeats: int, threads: tuple[int, ...] = ()) -
 
 def build_local_gallery(files: list[Path]) -> tuple[object, object, dict]:
     """A :class:`LocalIndex` of ``files`` (gallery features, HNSW built) and its memory."""
-    from monitor.index.local import LocalIndex
-    from monitor.stages.local import LocalStage
+    from monitor.matching.index.local import LocalIndex
+    from monitor.matching.stages.local import LocalStage
 
     stage, index = LocalStage(), LocalIndex()
     t0 = time.perf_counter()
@@ -136,8 +136,8 @@ def bench_local(files: list[Path], stage, index, repeats: int) -> dict[str, Timi
 def local_scaling(stage, index, queries: list[Path], factors: tuple[int, ...]) -> list[dict]:
     """Vote-search ms per candidate as the local gallery grows: the real gallery
     replicated ``f`` times with descriptor noise (±2 of 255), HNSW rebuilt each time."""
-    from monitor.index.local import LocalIndex
-    from monitor.stages.local_features import Features
+    from monitor.matching.index.local import LocalIndex
+    from monitor.matching.stages.local_features import Features
 
     feats = [stage.compute(decode_file(p, FULL)) for p in queries]
     rng = np.random.default_rng(0)
@@ -168,8 +168,8 @@ def bench_clip(files: list[Path], model: str | None, batch: int, batches: int,
     """Raw ``encode_image`` vs ``ClipStage.compute`` images/s via :mod:`bench.clip_speed`."""
     from bench.clip_speed import TINY_DIR, time_raw, time_stage
     from monitor.config import ClipSettings
-    from monitor.decode import decode_bytes
-    from monitor.stages.clip import ClipStage
+    from monitor.imaging.decode import decode_bytes
+    from monitor.matching.stages.clip import ClipStage
 
     blobs = [p.read_bytes() for p in files]
     blobs = [blobs[i % len(blobs)] for i in range(batch * batches)]

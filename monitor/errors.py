@@ -1,32 +1,61 @@
 """Every error monitor raises on purpose derives from :class:`MonitorError`.
 
-Hierarchy (in the manner of httpx's exception tree)::
+Hierarchy (in the manner of httpx's exception tree), with the HTTP status each maps to::
 
-    MonitorError
-    ├── ConfigError            config.toml or environment invalid
-    ├── RuleError              a rules/*.toml file invalid (names file and key)
-    ├── DecodeError            candidate bytes could not become pixels
-    │   ├── EmptyInput         zero bytes
-    │   ├── InputTooLarge      byte limit exceeded
-    │   ├── ImageTooLarge      pixel limit exceeded (decompression bomb guard)
-    │   ├── UnsupportedFormat  SVG, HTML, PDF, text, unknown magic bytes
-    │   └── CorruptImage       truncated or malformed image data
-    ├── StageUnavailable       a stage cannot run (e.g. CLIP weights missing)
-    ├── FetchError             a URL could not be fetched (status, size, scheme)
-    ├── NotFound               a named gallery image, collection or source is unknown
-    └── StoreError             the database is unusable (schema too new, locked)
+    MonitorError                        500
+    ├── ConfigError                     500  config.toml or environment invalid
+    ├── RuleError                       422  a rules/*.toml file invalid (names file and key)
+    ├── InvalidRequest                  422  a request's own fields are wrong
+    │   └── InvalidStatus               422  a review status that does not exist
+    ├── DecodeError                     415  candidate bytes could not become pixels
+    │   ├── EmptyInput                  415  zero bytes
+    │   ├── InputTooLarge               413  byte limit exceeded
+    │   ├── ImageTooLarge               413  pixel limit exceeded (decompression bomb guard)
+    │   ├── UnsupportedFormat           415  SVG, HTML, PDF, text, unknown magic bytes
+    │   └── CorruptImage                415  truncated or malformed image data
+    ├── StageUnavailable                503  a stage cannot run (e.g. CLIP weights missing)
+    ├── ModelLoadFailure                503  a model could not load (reason and fix)
+    ├── FetchError                      502  a URL could not be fetched
+    │   ├── AddressRefused              422  resolves to an address the SSRF guard refuses
+    │   ├── NotAnImage                  415  an HTML page or text served as the image
+    │   ├── RobotsDisallowed            403  robots.txt forbids the URL (RFC 9309)
+    │   ├── HTTPStatusError             502  the server answered with an error status
+    │   ├── FetchTimeout                504  connect, read or total time limit exceeded
+    │   └── TooManyRedirects            502  more than ``fetch.max_redirects``
+    ├── SignatureError                  401  a request signature missing, stale or wrong
+    ├── NotFound                        404  a named gallery image, collection or source
+    ├── Conflict                        409  an idempotency key reused for another body
+    ├── QueueFull                       429  the work queue holds ``max_depth`` jobs
+    └── StoreError                      503  the database is unusable (schema too new, locked)
 
-Each error has a short machine-readable ``code`` recorded on the candidate row
-next to the human message, so reports can group failures by kind.
+Each error has a short machine-readable ``code`` recorded on the candidate row next to
+the human message, so reports can group failures by kind; ``http_status`` is what the
+API answers (one exception handler, :func:`monitor.api.app.create_app`) and
+``exit_code`` what the CLI exits with (:data:`EXIT_USAGE` for what the user can fix,
+:data:`EXIT_FAILURE` for the rest).
 """
 
 from __future__ import annotations
 
+EXIT_FAILURE = 1
+"""CLI exit code of an error the user cannot fix by changing the command (a service is down)."""
+
+EXIT_USAGE = 2
+"""CLI exit code of an error in what was asked or configured (Typer uses 2 for usage too)."""
+
 
 class MonitorError(Exception):
-    """Base class of every deliberate monitor error. ``code`` is a stable slug."""
+    """Base class of every deliberate monitor error.
+
+    Attributes:
+        code: a stable slug recorded with the error.
+        http_status: the HTTP status the API answers with.
+        exit_code: the CLI's exit status.
+    """
 
     code = "error"
+    http_status = 500
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(MonitorError):
@@ -36,15 +65,31 @@ class ConfigError(MonitorError):
 
 
 class RuleError(MonitorError):
-    """A rule file failed to parse or validate; the message names file and key."""
+    """A rule file failed to parse or validate, or a review cannot apply a rule change;
+    the message names file and key."""
 
     code = "rule"
+    http_status = 422
+
+
+class InvalidRequest(MonitorError, ValueError):
+    """A request's own fields are wrong (a missing part, a bad date, a bad JSON object)."""
+
+    code = "invalid"
+    http_status = 422
+
+
+class InvalidStatus(InvalidRequest):
+    """A review status that is not one of ``monitor.services.review.STATUSES``."""
+
+    code = "invalid_status"
 
 
 class DecodeError(MonitorError):
     """Candidate bytes could not be decoded into pixels."""
 
     code = "decode"
+    http_status = 415
 
 
 class EmptyInput(DecodeError):
@@ -57,12 +102,14 @@ class InputTooLarge(DecodeError):
     """The input exceeds ``decode.max_bytes``."""
 
     code = "too_many_bytes"
+    http_status = 413
 
 
 class ImageTooLarge(DecodeError):
     """Width × height exceeds ``decode.max_pixels`` (decompression-bomb guard)."""
 
     code = "too_many_pixels"
+    http_status = 413
 
 
 class UnsupportedFormat(DecodeError):
@@ -81,6 +128,8 @@ class StageUnavailable(MonitorError):
     """A stage cannot run here; ``reason`` says why and ``fix`` what to do."""
 
     code = "stage_unavailable"
+    http_status = 503
+    exit_code = EXIT_FAILURE
 
     def __init__(self, stage: str, reason: str, fix: str = "") -> None:
         self.stage, self.reason, self.fix = stage, reason, fix
@@ -88,19 +137,102 @@ class StageUnavailable(MonitorError):
         super().__init__(f"stage {stage!r} unavailable: {reason}{tail}")
 
 
+class ModelLoadFailure(MonitorError):
+    """A model could not be loaded: ``reason`` says why and ``fix`` what to do."""
+
+    code = "model_load"
+    http_status = 503
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
 class FetchError(MonitorError):
     """A candidate URL could not be fetched (scheme, status, size or network)."""
 
     code = "fetch"
+    http_status = 502
+
+
+class AddressRefused(FetchError):
+    """The URL's host resolves to an address the SSRF guard does not allow."""
+
+    code = "address_refused"
+    http_status = 422
+
+
+class NotAnImage(FetchError):
+    """The response is not an image (HTML error page served as image/jpeg, text, ...)."""
+
+    code = "not_image"
+    http_status = 415
+
+
+class RobotsDisallowed(FetchError):
+    """robots.txt forbids our user agent to fetch this URL (RFC 9309)."""
+
+    code = "robots"
+    http_status = 403
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status (after any retries); ``status`` is it."""
+
+    code = "http_status"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FetchTimeout(FetchError):
+    """Connect, read or total time limit exceeded."""
+
+    code = "timeout"
+    http_status = 504
+
+
+class TooManyRedirects(FetchError):
+    """More than ``max_redirects`` redirects."""
+
+    code = "redirects"
+
+
+class SignatureError(MonitorError):
+    """Why a request signature was refused (missing, malformed, stale or wrong)."""
+
+    code = "signature"
+    http_status = 401
 
 
 class NotFound(MonitorError):
-    """A named gallery image, collection or source does not exist."""
+    """A named gallery image, collection, violation, job or source does not exist."""
 
     code = "not_found"
+    http_status = 404
+
+
+class Conflict(MonitorError):
+    """The request conflicts with what is stored (an idempotency key reused for a
+    different body)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class QueueFull(MonitorError):
+    """The queue holds ``max_depth`` jobs already; try again later."""
+
+    code = "queue-full"
+    http_status = 429
+    exit_code = EXIT_FAILURE
 
 
 class StoreError(MonitorError):
     """The database cannot be used (schema newer than this code, locked, corrupt)."""
 
     code = "store"
+    http_status = 503
+    exit_code = EXIT_FAILURE

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from monitor.config import load_settings
 from monitor.daemon import Daemon
-from monitor.gallery import add_paths
-from monitor.server.signing import signed_headers, target_body
+from monitor.outcome.signing import signed_headers, target_body
+from monitor.services.gallery import add_paths
+from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Violation
-from monitor.workspace import Workspace
 from tests.conftest import encode, skimage_photo
 
 SECRET = "test-secret-Ω"
@@ -283,7 +283,7 @@ def test_violations_list_and_filters(env) -> None:
                 json={"status": "open"}).status_code == 404
     assert send(client, "POST", f"/v1/violations/{vid}/status", json={"status": "open"},
                 sign=False).status_code == 401
-    from monitor.review import history
+    from monitor.services.review import history
 
     events = history(daemon.ws, vid)
     assert [(e.actor, e.from_status, e.to_status, e.note) for e in events] == [
@@ -315,8 +315,8 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from monitor.server.signing import verify
-    from monitor.server.webhooks import deliver_due
+    from monitor.outcome.signing import verify
+    from monitor.outcome.webhooks import deliver_due
     from monitor.store.models import Alert
 
     got: list[tuple[dict, bytes]] = []
@@ -341,7 +341,7 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
     (tmp_path / "g").mkdir()
     skimage_photo("rocket").save(tmp_path / "g" / "rocket.png")
     add_paths(ws, [str(tmp_path / "g")], "portfolio")
-    from monitor.checker import CandidateInput, check_one
+    from monitor.services.check import CandidateInput, check_one
 
     copy = encode(skimage_photo("rocket").resize((300, 200)))
     assert check_one(ws, CandidateInput("https://pirate.example/r.jpg", data=copy)).verdict.value \

@@ -14,8 +14,8 @@ from bench.speed_report import (
     time_threads,
     write_section,
 )
-from monitor.index.binary import BinaryIndex
-from monitor.index.dense import DenseIndex
+from monitor.matching.index.binary import BinaryIndex
+from monitor.matching.index.dense import DenseIndex
 
 
 def test_planted_codes_sit_at_their_distance_and_are_found() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench import calibrate
-from monitor import confidence
 from monitor.config import Settings
-from monitor.results import Hit, Match
-from monitor.rules import Rule
+from monitor.matching import confidence
+from monitor.matching.rules import Rule
+from monitor.types import Hit, Match
 from tests.test_engine import gallery_engine
 from tests.test_stage_local import _decode, _rgb
 

@@ -17,13 +17,14 @@ from PIL import Image
 from sqlmodel import select
 
 from monitor.config import load_settings
-from monitor.config_daemon import SourceSettings
-from monitor.crawl import CrawlLog, discover, run_source
-from monitor.crawl.html import largest_candidate, parse_srcset
-from monitor.fetcher import DbValidatorCache, Fetcher
-from monitor.gallery import add_paths
+from monitor.config.daemon import SourceSettings
+from monitor.intake.crawl import CrawlLog, discover
+from monitor.intake.crawl.html import largest_candidate, parse_srcset
+from monitor.intake.fetcher import DbValidatorCache, Fetcher
+from monitor.services.gallery import add_paths
+from monitor.services.sources import run_source
+from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Scan
-from monitor.workspace import Workspace
 from tests.conftest import encode
 from tests.test_fetcher import HTML, LOOPBACK, RouteServer, conditional_image
 

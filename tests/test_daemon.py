@@ -18,10 +18,10 @@ from sqlalchemy import create_engine, func, select, text
 from sqlmodel import Session
 
 from monitor.config import load_settings
-from monitor.gallery import add_paths
-from monitor.server.signing import signed_headers
+from monitor.outcome.signing import signed_headers
+from monitor.services.gallery import add_paths
+from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Job, Violation
-from monitor.workspace import Workspace
 from tests.conftest import encode, skimage_photo
 
 SECRET = "daemon-secret"
@@ -54,7 +54,7 @@ class Serve:
     def __init__(self, root: Path) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         env.pop("MONITOR_CONFIG", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve"], cwd=root,
+        self.proc = subprocess.Popen([sys.executable, "-m", "monitor", "serve"], cwd=root,
                                      env=env, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.port: int | None = None

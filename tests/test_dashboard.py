@@ -4,7 +4,7 @@ One deployment of real violations (scikit-image photos through the real pipeline
 local stage on so one copy carries a homography quadrilateral) is served by a real
 uvicorn on loopback. Chromium loads the list, opens a violation and changes its
 status through the form; the database must then hold the change and its audit
-event. The report written by :func:`monitor.report.write_report` is opened in the
+event. The report written by :func:`monitor.outcome.report.write_report` is opened in the
 same browser and the screenshot's pixels must show both images and the magenta
 outline of the matched region. Set ``DASHBOARD_SCREENSHOTS=<folder>`` to keep the
 screenshots.
@@ -29,13 +29,13 @@ from PIL import Image
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from monitor.report import MARK_COLOUR, write_report
-from monitor.reporting.items import SEVERITY_RANK, get_item, query_items
-from monitor.server import create_app, dashboard
-from monitor.server.metrics import Metrics
-from monitor.server.state import AppState
+from monitor.api import create_app, dashboard
+from monitor.daemon.metrics import Metrics
+from monitor.daemon.state import AppState
+from monitor.outcome.items import SEVERITY_RANK, get_item, query_items
+from monitor.outcome.report import MARK_COLOUR, write_report
+from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Violation, ViolationEvent
-from monitor.workspace import Workspace
 from tests.violations_data import copy_of, make_ws, populate, record
 
 CHROMIUM = "/usr/bin/chromium"

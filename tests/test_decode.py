@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monitor.decode import DecodeLimits, decode_bytes
 from monitor.errors import (
     CorruptImage,
     EmptyInput,
@@ -17,6 +16,7 @@ from monitor.errors import (
     InputTooLarge,
     UnsupportedFormat,
 )
+from monitor.imaging.decode import DecodeLimits, decode_bytes
 from tests.conftest import encode
 
 
@@ -150,7 +150,7 @@ def test_large_alpha_shrunk_then_flattened_without_fringes(mode: str, fill: tupl
 
 
 def test_reduced_is_thumbnail_without_the_copy(photos) -> None:
-    from monitor.decode import fit_size, reduced
+    from monitor.imaging.decode import fit_size, reduced
 
     im = photos["rocket"]
     for w in range(1, 1400, 37):
@@ -169,7 +169,7 @@ def test_reduced_is_thumbnail_without_the_copy(photos) -> None:
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
 def test_onto_white_equals_alpha_composite(mode: str) -> None:
     """Every (value, alpha) pair gives Image.alpha_composite's 8-bit result."""
-    from monitor.decode import _onto_white
+    from monitor.imaging.decode import _onto_white
 
     a, v = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
     bands = [v, (v * 7) % 256, 255 - v, a] if mode == "RGBA" else [v, a]
@@ -180,7 +180,7 @@ def test_onto_white_equals_alpha_composite(mode: str) -> None:
 
 @pytest.mark.parametrize("transparency", ["index", "alphas"])
 def test_palette_transparency_equals_per_pixel_composite(transparency: str) -> None:
-    from monitor.decode import _to_rgb
+    from monitor.imaging.decode import _to_rgb
 
     rng = np.random.default_rng(2)
     im = Image.fromarray(rng.integers(0, 256, (37, 53)).astype(np.uint8), "P")
@@ -195,7 +195,7 @@ def test_palette_transparency_equals_per_pixel_composite(transparency: str) -> N
 
 def _content_box_reference(rgb: np.ndarray) -> tuple[int, int, int, int]:
     """The trim box as first written (int16 differences to the frame median)."""
-    from monitor.trim import TRIM_EDGE, TRIM_MIN, TRIM_PASSES, TRIM_TOLERANCE
+    from monitor.imaging.trim import TRIM_EDGE, TRIM_MIN, TRIM_PASSES, TRIM_TOLERANCE
 
     h, w = rgb.shape[:2]
     x0, y0, x1, y1 = 0, 0, w, h
@@ -221,7 +221,7 @@ def _content_box_reference(rgb: np.ndarray) -> tuple[int, int, int, int]:
 def test_content_box_matches_the_reference(photos, others) -> None:
     """Pads at and around the tolerance (24 levels, half-level medians), noise and
     real photos: the cv2.inRange version finds the reference box."""
-    from monitor.trim import content_box
+    from monitor.imaging.trim import content_box
 
     rng = np.random.default_rng(3)
     cases = []
@@ -271,7 +271,7 @@ def test_hash_only_decode_keeps_a_reference_for_mid_sized_images(photos) -> None
 def test_grey_or_rgb_is_to_rgb_in_one_band(mode: str) -> None:
     """Every (value, alpha) pair: the L copy hash-only decoding keeps for greyscale
     sources has the pixels of the RGB copy (three equal bands) a full decode makes."""
-    from monitor.colour import grey_or_rgb, rgb, to_rgb
+    from monitor.imaging.colour import grey_or_rgb, rgb, to_rgb
 
     a, v = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
     bands = [v, a] if mode == "LA" else [v]
@@ -285,7 +285,7 @@ def test_grey_or_rgb_is_to_rgb_in_one_band(mode: str) -> None:
 def test_hash_only_greyscale_reference_gives_full_decode_copies(photos, mode: str) -> None:
     """A greyscale photo on a transparent (LA) or white (L) canvas: hash-only decoding
     keeps an L reference, and every copy it hands out is RGB with the full decode's pixels."""
-    from monitor.stages.hash import HashStage
+    from monitor.matching.stages.hash import HashStage
 
     canvas = Image.new(mode, (900, 700), (0, 0) if mode == "LA" else 255)
     photo = photos["astronaut"].convert("L").resize((500, 420))

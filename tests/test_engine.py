@@ -7,8 +7,8 @@ from dataclasses import replace
 from PIL import Image, ImageEnhance
 
 from monitor.config import Settings
-from monitor.engine import Engine, GalleryEntry
-from monitor.stages.hash import HashStage
+from monitor.matching.engine import Engine, GalleryEntry
+from monitor.matching.stages.hash import HashStage
 from tests.test_stage_local import _decode, _rgb
 
 NAMES = ("astronaut", "coffee", "rocket")
@@ -59,7 +59,7 @@ def _striped(name: str, size: tuple[int, int] = (480, 320)) -> Image.Image:
 
 
 def test_degenerate_codes_need_the_dense_check() -> None:
-    from monitor.stages.hash import informative
+    from monitor.matching.stages.hash import informative
 
     blank, stripes = Image.new("RGB", (400, 300), "white"), _striped("coffee")
     hasher = HashStage()
@@ -85,7 +85,7 @@ def test_weak_homography_flags_only_with_dense_agreement(tmp_path) -> None:
     """A weak homography (under ``local.min_inliers``, here 40) flags through a
     corroborated table of inliers and dense agreement, as the default rules' 6 inliers at
     0.9 does; the same hit with its agreement lowered does not."""
-    from monitor.rules import RuleSet, load_rules
+    from monitor.matching.rules import RuleSet, load_rules
     from tests.test_stage_local import _small_turned
 
     (tmp_path / "r.toml").write_text(
@@ -104,8 +104,8 @@ def test_weak_homography_flags_only_with_dense_agreement(tmp_path) -> None:
 def test_default_rules_take_weak_homographies_at_dense_agreement() -> None:
     """The shipped rules: 6-9 inliers flag at a dense agreement of 0.9, not below it, and
     5 inliers never do."""
-    from monitor.results import Hit, Match
-    from monitor.rules import RuleSet, load_rules
+    from monitor.matching.rules import RuleSet, load_rules
+    from monitor.types import Hit, Match
     from tests.test_rules import DEFAULTS
 
     rules = RuleSet(load_rules(DEFAULTS))
@@ -123,8 +123,8 @@ def test_wide_hash_hits_are_judged_on_more_cells() -> None:
     ``WIDE_MIN_CELLS`` textured cells: a flag of two fields (textured only along the
     line between them, 8 cells) agrees with itself, but counts only as a near hit;
     a photo, textured everywhere, keeps its agreement at any distance."""
-    from monitor.hash_evidence import WIDE_BITS
-    from monitor.results import Hit
+    from monitor.matching.hash_evidence import WIDE_BITS
+    from monitor.types import Hit
 
     card = Image.new("RGB", (480, 320), (20, 60, 160))
     card.paste((230, 200, 30), (250, 0, 480, 320))

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.errors import ConfigError
-from monitor.report import write_report
-from monitor.reporting.exports import COLUMNS
-from monitor.reporting.takedown import render_takedown
+from monitor.outcome.exports import COLUMNS
+from monitor.outcome.report import write_report
+from monitor.outcome.takedown import render_takedown
 from monitor.store.models import Candidate, MatchRow, ProtectedImage, Violation, utcnow
 from tests.violations_data import HEADERS, make_ws, populate
 
@@ -86,7 +86,7 @@ def test_json_export_matches_the_database(ws, tmp_path: Path) -> None:
 
 
 def test_csv_export_matches_json_and_filters(ws, tmp_path: Path) -> None:
-    from monitor.review import set_status
+    from monitor.services.review import set_status
 
     set_status(ws, 2, "dismissed", "alice")
     js = json.loads(write_report(ws, format="json", out=tmp_path / "a.json").read_text())
@@ -167,7 +167,7 @@ def test_user_templates_override_the_package(deploy: Path, photos, others) -> No
         f"CUSTOM NOTICE for {db[1][1].source} / {db[1][1].sha256}\n")
     assert write_report(ws).read_text() == "<html><body>MY REPORT 3</body></html>"
     # templates not overridden still come from the package
-    from monitor.reporting.templating import environment
+    from monitor.outcome.templating import environment
 
     mail = environment(ws.settings).get_template("mail.html.j2")
     assert Path(mail.filename).parent.name == "templates" and "my-templates" not in mail.filename

@@ -18,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from monitor.config_daemon import FetchSettings
+from monitor.config.daemon import FetchSettings
 from monitor.errors import FetchError, InputTooLarge
-from monitor.fetcher import (
+from monitor.intake.fetcher import (
     Fetcher,
     FetchTimeout,
     HostLimiter,
@@ -31,7 +31,7 @@ from monitor.fetcher import (
     TooManyRedirects,
     retry_after,
 )
-from monitor.inputs import AddressPolicy, AddressRefused, NotAnImage, classify
+from monitor.intake.inputs import AddressPolicy, AddressRefused, NotAnImage, classify
 from tests.conftest import encode
 
 UA = "monitor-test/1.0 (+tests)"

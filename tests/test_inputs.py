@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import FetchError, InputTooLarge
-from monitor.inputs import expand, fetch, read_file
+from monitor.intake.inputs import expand, fetch, read_file
 from tests.conftest import encode
 
 

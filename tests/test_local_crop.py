@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.stages.local import LocalStage
-from monitor.stages.local_crop import MIN_SUPPORT, placement_hit, support
+from monitor.matching.stages.local import LocalStage
+from monitor.matching.stages.local_crop import MIN_SUPPORT, placement_hit, support
 from tests.test_stage_local import _decode, _rgb
 
 
@@ -43,7 +43,7 @@ def _hubble(box: tuple[int, int, int, int]):
 def test_placement_of_a_star_field_needs_its_stars() -> None:
     import numpy as np
 
-    from monitor.stages.local_crop import PLENTY, placement_supported
+    from monitor.matching.stages.local_crop import PLENTY, placement_supported
 
     stage = LocalStage()
     ref = stage.compute(_decode(_hubble((0, 0, 500, 436))), gallery=True)
@@ -65,7 +65,7 @@ def test_placement_of_a_plain_graphic_is_not_asked_for_keypoints() -> None:
     import numpy as np
     from PIL import Image
 
-    from monitor.stages.local_crop import PLENTY, placement_supported
+    from monitor.matching.stages.local_crop import PLENTY, placement_supported
 
     stage = LocalStage()
     flag = Image.new("RGB", (300, 200), (0, 56, 168))

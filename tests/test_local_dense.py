@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from monitor.stages.local_dense import agreement, thumbnail
+from monitor.matching.stages.local_dense import agreement, thumbnail
 
 
 def _gray(im: Image.Image) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_scaled_copy_and_uncovered_cells(photos) -> None:
 
 
 def test_aligned_agreement_any_dihedral_turn(photos) -> None:
-    from monitor.stages.local_dense import aligned_agreement
+    from monitor.matching.stages.local_dense import aligned_agreement
 
     ref_gray = _gray(photos["rocket"])  # 640x427
     thumb = thumbnail(ref_gray)
@@ -62,7 +62,7 @@ def test_aligned_agreement_any_dihedral_turn(photos) -> None:
 
 
 def test_place_crop_finds_scale_and_position(photos) -> None:
-    from monitor.stages.local_dense import place_crop
+    from monitor.matching.stages.local_dense import place_crop
 
     ref_gray = _gray(photos["astronaut"])  # 512x512
     thumb, size = thumbnail(ref_gray), (512, 512)
@@ -77,7 +77,7 @@ def test_place_crop_finds_scale_and_position(photos) -> None:
 
 
 def test_place_crop_rejects_another_picture(photos) -> None:
-    from monitor.stages.local_dense import place_crop
+    from monitor.matching.stages.local_dense import place_crop
 
     thumb = thumbnail(_gray(photos["rocket"]))
     other = _gray(photos["coffee"].crop((50, 50, 450, 330)))
@@ -92,7 +92,7 @@ def _reference_votes(thumb, ref_size, candidate, homography) -> tuple[int, int]:
     """The per-cell loop :func:`cell_votes` computes in bulk, without shifts."""
     import cv2
 
-    from monitor.stages import local_dense as d
+    from monitor.matching.stages import local_dense as d
 
     th, tw = thumb.shape
     m = homography @ np.diag([ref_size[0] / tw, ref_size[1] / th, 1.0])
@@ -117,7 +117,7 @@ def _reference_votes(thumb, ref_size, candidate, homography) -> tuple[int, int]:
 
 
 def test_cell_votes_equal_the_per_cell_computation(photos, monkeypatch) -> None:
-    from monitor.stages import local_dense as d
+    from monitor.matching.stages import local_dense as d
 
     monkeypatch.setattr(d, "SHIFT", 0)
     ref = _gray(photos["astronaut"])
@@ -135,7 +135,7 @@ def test_thin_line_art_agrees_despite_a_pixel_of_misregistration(photos, monkeyp
     (the local stage's floor) do."""
     import cv2
 
-    from monitor.stages import local_dense as d
+    from monitor.matching.stages import local_dense as d
 
     lines = 255 - cv2.Canny(_gray(photos["astronaut"].resize((480, 480))), 80, 160)
     thumb = thumbnail(lines)

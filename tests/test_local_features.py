@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import monitor.stages.local_features as lf
+import monitor.matching.stages.local_features as lf
 from bench.edits import apply
-from monitor.stages.local import LocalIndex, LocalStage
+from monitor.matching.stages.local import LocalIndex, LocalStage
 from tests.test_stage_local import _decode, _rgb
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.stages.local_geometry import corners, fit, visible
+from monitor.matching.stages.local_geometry import corners, fit, visible
 
 
 def _similarity(degrees: float, scale: float, shift: tuple[float, float]) -> np.ndarray:

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from monitor.stages.local_dense import aligned_agreement, place_crop, thumbnail
-from monitor.stages.local_hue import HUE_MIN, colour_thumbnail, hue_agreement, hue_consistent
+from monitor.matching.stages.local_dense import aligned_agreement, place_crop, thumbnail
+from monitor.matching.stages.local_hue import (
+    HUE_MIN,
+    colour_thumbnail,
+    hue_agreement,
+    hue_consistent,
+)
 
 
 def _thumb(im: Image.Image) -> np.ndarray:

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from monitor.config import LocalSettings
-from monitor.engine import Engine
-from monitor.stages.local import LocalIndex, LocalStage
-from monitor.stages.local_regions import iou, proposals
+from monitor.matching.engine import Engine
+from monitor.matching.stages.local import LocalIndex, LocalStage
+from monitor.matching.stages.local_regions import iou, proposals
 from tests.test_stage_local import GALLERY, _decode, _rgb
 
 CLUTTER = ("camera", "coins", "page", "horse", "retina", "hubble_deep_field")
@@ -98,7 +98,7 @@ def test_picture_between_bars_is_proposed_and_bars_are_not() -> None:
     """A white-background picture pillarboxed into a slot on a white page (AugLy's
     screenshot templates; a feed post) has no outline of its own: the bars have one
     each. The gap between them is proposed; the bars, which hold nothing, are not."""
-    from monitor.stages.local_regions import uniform
+    from monitor.matching.stages.local_regions import uniform
 
     horse = _rgb("horse")  # black silhouette on white
     horse.thumbnail((10_000, 250))
@@ -113,7 +113,7 @@ def test_picture_between_bars_is_proposed_and_bars_are_not() -> None:
 
 
 def test_unbarred_strips_side_bars_and_page_margin() -> None:
-    from monitor.stages.local_regions import unbarred
+    from monitor.matching.stages.local_regions import unbarred
 
     page = Image.new("RGB", (700, 400), (245, 245, 245))
     page.paste(_pillarboxed("coffee", (400, 200)), (150, 100))
@@ -130,7 +130,7 @@ def test_unbarred_keeps_the_pictures_own_margin() -> None:
     """A picture with a white margin of its own (a flag on white, a product shot)
     fitted between black bars: the bars go, the white margin stays, so what is
     matched is the whole picture and not its middle."""
-    from monitor.stages.local_regions import unbarred
+    from monitor.matching.stages.local_regions import unbarred
 
     photo = _rgb("coffee")
     photo.thumbnail((10_000, 160))
@@ -176,7 +176,7 @@ def test_picture_under_a_caption_band_is_proposed() -> None:
     (:func:`split_by_lines`) and the part below is proposed."""
     from PIL import ImageDraw
 
-    from monitor.stages.local_regions import split_by_lines
+    from monitor.matching.stages.local_regions import split_by_lines
 
     cat = _rgb("chelsea")
     meme = Image.new("RGB", (cat.width, cat.height + 90), (255, 255, 255))
@@ -189,7 +189,7 @@ def test_picture_under_a_caption_band_is_proposed() -> None:
     # a photo with no straight seam across it is not cut
     import cv2
 
-    from monitor.stages.local_regions import CANNY
+    from monitor.matching.stages.local_regions import CANNY
 
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
         assert split_by_lines(cv2.Canny(np.asarray(_rgb(name).convert("L")), *CANNY)) == []
@@ -200,7 +200,7 @@ def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
     gallery image, beyond ``hash.max_distance`` (12) but within
     ``hash.region_max_distance`` (16); the whole picture agrees densely, so it is kept and
     the default rules flag it. With the region radius at 12 bits it is not found."""
-    from monitor.rules import load_rules
+    from monitor.matching.rules import load_rules
     from tests.test_rules import DEFAULTS
 
     coffee = _rgb("coffee")
@@ -228,8 +228,8 @@ def test_far_region_hit_needs_the_whole_picture_on_half_the_grid() -> None:
     on at least ``FAR_MIN_CELLS`` textured cells: a plain card (textured only along its
     outline, as a flag's disc or a flowchart symbol) agrees with its copy, but on too
     few cells to count there."""
-    from monitor.hash_evidence import FAR_MIN_CELLS
-    from monitor.stages.local_dense import aligned_agreement
+    from monitor.matching.hash_evidence import FAR_MIN_CELLS
+    from monitor.matching.stages.local_dense import aligned_agreement
 
     thumb = np.zeros((64, 96), np.uint8)
     thumb[20:44, 30:66] = 200  # a plain card: textured cells only along its outline
@@ -244,7 +244,7 @@ def test_region_hit_needs_the_gallery_images_shape(monkeypatch) -> None:
     shape within ``REGION_MAX_STRETCH``: the rocket squashed to 2.5 times its aspect ratio
     (a strip of a page) still hashes like it, but is not taken for it; allowed that
     stretch, the same page finds it."""
-    import monitor.hash_evidence
+    import monitor.matching.hash_evidence
 
     page = Image.new("RGB", (1200, 800), (245, 245, 245))
     page.paste(_rgb("page").resize((1100, 150)), (50, 20))
@@ -253,14 +253,14 @@ def test_region_hit_needs_the_gallery_images_shape(monkeypatch) -> None:
     rocket_id = GALLERY.index("rocket")
     engine = _engine()
     assert not [m for m in engine.match(_decode(page)) if m.gallery_id == rocket_id]
-    monkeypatch.setattr(monitor.hash_evidence, "REGION_MAX_STRETCH", 3.0)
+    monkeypatch.setattr(monitor.matching.hash_evidence, "REGION_MAX_STRETCH", 3.0)
     top = engine.match(_decode(page))[0]
     assert top.gallery_id == rocket_id and top.inliers is None and top.region is not None
     assert top.agreement is not None and top.agreement >= 0.8
 
 
 def test_stretch_between_shapes() -> None:
-    from monitor.stages.local_geometry import stretch
+    from monitor.matching.stages.local_geometry import stretch
 
     assert stretch((640, 427), (640, 427)) == 1.0
     assert abs(stretch((900, 240), (640, 427)) - 2.5) < 0.01
@@ -276,7 +276,7 @@ def test_region_too_small_for_its_phash_is_not_hashed(monkeypatch) -> None:
     The local stage is kept from deciding (``_engine``), so only the pHash can."""
     from PIL import ImageDraw
 
-    import monitor.hash_evidence
+    import monitor.matching.hash_evidence
 
     page = Image.new("RGB", (1000, 700), (245, 245, 245))
     page.paste(_rgb("page").resize((900, 150)), (50, 20))
@@ -286,7 +286,7 @@ def test_region_too_small_for_its_phash_is_not_hashed(monkeypatch) -> None:
     gid = GALLERY.index("astronaut")
     engine = _engine()
     assert not [m for m in engine.match(_decode(page)) if m.gallery_id == gid]
-    monkeypatch.setattr(monitor.hash_evidence, "REGION_MIN_CONTENT", 40)
+    monkeypatch.setattr(monitor.matching.hash_evidence, "REGION_MIN_CONTENT", 40)
     found = [m for m in engine.match(_decode(page)) if m.gallery_id == gid]
     assert found and found[0].region is not None and found[0].inliers is None
     x0, y0, x1, y1 = found[0].region

@@ -23,10 +23,10 @@ from aiosmtpd.smtp import AuthResult
 from PIL import Image
 from sqlmodel import select
 
-from monitor.notify import send_digest, send_pending_alerts
-from monitor.reporting.items import as_utc, query_items
-from monitor.reporting.thumbs import MARK_COLOUR
-from monitor.review import set_status
+from monitor.outcome.items import as_utc, query_items
+from monitor.outcome.notify import send_digest, send_pending_alerts
+from monitor.outcome.thumbs import MARK_COLOUR
+from monitor.services.review import set_status
 from monitor.store.models import Alert, Candidate, Violation, utcnow
 from tests.violations_data import (
     RECIPIENTS,
@@ -298,7 +298,7 @@ def test_tls_transports_and_login(deploy: Path, photos, others, monkeypatch, sec
     controller = start_smtp(port, sink, authenticator=authenticator,
                             auth_require_tls=security == "starttls", **tls)
     client_ctx = ssl.create_default_context(cafile=str(cert))
-    monkeypatch.setattr("monitor.notify.smtp.tls_context", lambda: client_ctx)
+    monkeypatch.setattr("monitor.outcome.notify.smtp.tls_context", lambda: client_ctx)
     monkeypatch.setenv("MONITOR_SMTP__PASSWORD", "s3cret")
     try:
         ws = make_ws(deploy, photos, port=port, security=security, username="monitor")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from monitor import queue
+from monitor.store import queue
 from monitor.store.db import open_engine
 from monitor.store.models import Job, utcnow
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from PIL import Image
 from sqlmodel import select
 
-from monitor.checker import CandidateInput, check_items
 from monitor.config import load_settings
-from monitor.gallery import add_paths
+from monitor.services.check import CandidateInput, check_items
+from monitor.services.gallery import add_paths
+from monitor.services.workspace import Workspace
 from monitor.store.models import Alert, Violation
-from monitor.workspace import Workspace
 from tests.conftest import encode
 
 

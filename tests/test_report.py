@@ -18,7 +18,8 @@ from sqlmodel import select
 
 from monitor.config import load_settings
 from monitor.errors import NotFound
-from monitor.report import MARK_COLOUR, query_items, write_report
+from monitor.outcome.report import MARK_COLOUR, query_items, write_report
+from monitor.services.workspace import Workspace
 from monitor.store.models import (
     Candidate,
     MatchRow,
@@ -26,7 +27,6 @@ from monitor.store.models import (
     Scan,
     Violation,
 )
-from monitor.workspace import Workspace
 
 THUMB = 320
 FOUND_SIZE = (1000, 800)

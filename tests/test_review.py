@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.errors import NotFound, RuleError
-from monitor.reporting.items import as_utc
-from monitor.review import InvalidStatus, history, set_status
-from monitor.rules import load_rules
+from monitor.matching.rules import load_rules
+from monitor.outcome.items import as_utc
+from monitor.services.review import InvalidStatus, history, set_status
 from monitor.store.models import Alert, Violation, utcnow
 from tests.violations_data import copy_of, make_ws, populate, record
 
@@ -91,7 +91,7 @@ def test_allow_domain_writes_a_valid_licensed_rule(ws, deploy: Path) -> None:
 def test_allow_domain_refused_for_files_and_invalid_rule_file(ws, deploy: Path, photos) -> None:
     local = deploy / "upload.jpg"
     local.write_bytes(copy_of(photos["coffee"], 0.5))
-    from monitor.checker import check
+    from monitor.services.check import check
 
     [r] = check(ws, [str(local)])
     assert r.verdict.value == "violation"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import RuleError
-from monitor.results import Hit, Match, Verdict
-from monitor.rules import RuleSet, load_rules, overall
+from monitor.matching.rules import RuleSet, load_rules, overall
+from monitor.types import Hit, Match, Verdict
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "monitor" / "defaults"
 
@@ -107,7 +107,7 @@ def test_crop_placement_threshold(tmp_path: Path) -> None:
 
 
 def test_one_confidence_threshold(tmp_path: Path) -> None:
-    """``min_confidence`` asks for the match's calibrated score (``monitor.confidence``)
+    """``min_confidence`` asks for the match's calibrated score (``monitor.matching.confidence``)
     alone, whatever stages gave it."""
     (tmp_path / "r.toml").write_text('[[rule]]\nname="sure"\nmin_confidence=0.95\n')
     rs = RuleSet(load_rules(tmp_path))

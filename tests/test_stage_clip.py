@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from monitor.config import ClipSettings
-from monitor.decode import DecodedImage, decode_bytes, decode_file
 from monitor.errors import StageUnavailable
-from monitor.index.dense import DenseIndex
-from monitor.stages.clip import RANDOM_NOTE, ClipStage
+from monitor.imaging.decode import DecodedImage, decode_bytes, decode_file
+from monitor.matching.index.dense import DenseIndex
+from monitor.matching.stages.clip import RANDOM_NOTE, ClipStage
 
 TINY_DIR = Path(__file__).parent / "clip_tiny"
 TINY = "monitor-tiny-vit"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from monitor.decode import decode_bytes
-from monitor.index.binary import BinaryIndex
-from monitor.stages.hash import HashStage
+from monitor.imaging.decode import decode_bytes
+from monitor.matching.index.binary import BinaryIndex
+from monitor.matching.stages.hash import HashStage
 from tests.conftest import encode
 
 
@@ -71,7 +71,7 @@ def _imagehash_bits(im: Image.Image) -> np.ndarray:
 def test_low_dct_is_scipys_dct_ii() -> None:
     import scipy.fftpack
 
-    from monitor.stages.hash import low_dct
+    from monitor.matching.stages.hash import low_dct
 
     grey = np.random.default_rng(0).integers(0, 256, (32, 32)).astype(np.uint8)
     ref = scipy.fftpack.dct(scipy.fftpack.dct(grey, axis=0), axis=1)[:8, :8]
@@ -81,7 +81,7 @@ def test_low_dct_is_scipys_dct_ii() -> None:
 def test_phash_bits_are_imagehash_bits(photos, others) -> None:
     """The numpy pHash gives imagehash's 64 bits on real photos, their 128-px working
     copies and all their dihedral transforms (what the gallery stores)."""
-    from monitor.stages.hash import DIHEDRAL, HASH_SIDE, phash_bits
+    from monitor.matching.stages.hash import DIHEDRAL, HASH_SIDE, phash_bits
 
     checked = 0
     for im in [*photos.values(), *others.values()]:
@@ -98,7 +98,7 @@ def test_phash_bits_are_imagehash_bits(photos, others) -> None:
 def test_phash_ties_follow_imagehash() -> None:
     """Mirror-symmetric and flat images put exact ties at the median, where float
     rounding alone decides imagehash's bits; those are taken from imagehash itself."""
-    from monitor.stages.hash import phash_bits
+    from monitor.matching.stages.hash import phash_bits
 
     half = np.random.default_rng(1).integers(0, 256, (64, 32, 3)).astype(np.uint8)
     images = [Image.fromarray(np.concatenate([half, half[:, ::-1]], axis=1)),
@@ -109,7 +109,7 @@ def test_phash_ties_follow_imagehash() -> None:
 
 
 def test_compute_and_gallery_codes_are_imagehash_of_the_reduced_copies(photos) -> None:
-    from monitor.stages.hash import DIHEDRAL, HASH_SIDE
+    from monitor.matching.stages.hash import DIHEDRAL, HASH_SIDE
 
     stage = HashStage()
     pad = Image.new("RGB", (900, 700), (255, 255, 255))

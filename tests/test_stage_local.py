@@ -10,9 +10,9 @@ from PIL import Image
 
 from bench.edits import apply
 from monitor.config import LocalSettings
-from monitor.decode import DecodedImage, decode_bytes
-from monitor.stages.local import Features, LocalIndex, LocalStage
-from monitor.stages.local_hue import colour_size
+from monitor.imaging.decode import DecodedImage, decode_bytes
+from monitor.matching.stages.local import Features, LocalIndex, LocalStage
+from monitor.matching.stages.local_hue import colour_size
 
 GALLERY = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
 STRANGERS = ("camera", "coins", "hubble_deep_field", "page", "horse", "retina")
@@ -242,7 +242,7 @@ def test_weak_homography_of_a_small_turned_copy(images) -> None:
 def test_weak_homography_of_recoloured_copy_is_dropped(images) -> None:
     """The same small turned rocket with its colour channels swapped keeps its grey
     structure, so its keypoints and dense agreement, but not its hues
-    (:mod:`monitor.stages.local_hue`): a weak hit needs both; a strong one stays."""
+    (:mod:`monitor.matching.stages.local_hue`): a weak hit needs both; a strong one stays."""
     weak = LocalStage(LocalSettings(min_inliers=40, corroborate_min_inliers=6))
     idx = LocalIndex()
     for gid, name in enumerate(GALLERY):
@@ -282,8 +282,8 @@ def test_aligned_agreement_of_a_crop_comes_from_its_placement(stage, index, imag
     """The dense check of a pHash hit (no homography): a crop of the gallery image
     (80 % × 75 % of it), stretched over the whole picture, agrees nowhere; placed where
     it sits, it agrees. Other gallery images stay low either way."""
-    from monitor.stages.local_dense import aligned_agreement
-    from monitor.stages.local_features import feature_gray
+    from monitor.matching.stages.local_dense import aligned_agreement
+    from monitor.matching.stages.local_features import feature_gray
 
     w, h = images[name].size
     crop = _decode(images[name].crop((int(0.05 * w), int(0.15 * h), int(0.85 * w), int(0.9 * h))))

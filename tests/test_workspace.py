@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 from monitor.config import load_settings
-from monitor.decode import decode_bytes
-from monitor.gallery import add_paths, remove
-from monitor.workspace import Workspace
+from monitor.imaging.decode import decode_bytes
+from monitor.services.gallery import add_paths, remove
+from monitor.services.workspace import Workspace
 from tests.conftest import encode
 
 

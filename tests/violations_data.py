@@ -1,7 +1,7 @@
 """Helpers for the review, export and mail tests: real violations through the real pipeline.
 
 The gallery is three scikit-image photos; candidates are re-encoded, resized copies
-(caught by the hash stage) fed through :func:`monitor.checker.check_items` with the
+(caught by the hash stage) fed through :func:`monitor.services.check.check_items` with the
 fetch metadata a crawler would record. CLIP is off (no weights here).
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from PIL import Image, ImageEnhance
 
-from monitor.checker import CandidateInput, check_items
 from monitor.config import load_settings
-from monitor.gallery import add_paths
-from monitor.results import CheckResult
-from monitor.workspace import Workspace
+from monitor.services.check import CandidateInput, check_items
+from monitor.services.gallery import add_paths
+from monitor.services.workspace import Workspace
+from monitor.types import CheckResult
 from tests.conftest import encode
 
 RECIPIENTS = ["owner@example.org", "legal@example.org"]

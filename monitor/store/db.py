@@ -13,7 +13,7 @@ from sqlmodel import create_engine
 
 from monitor.errors import StoreError
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def _alembic_config(url: str) -> Config:

@@ -1,0 +1,112 @@
+"""``/v1/gallery``: list, add and remove protected images.
+
+``GET /v1/gallery?collection=&limit=&offset=`` lists; ``POST /v1/gallery``
+(multipart: one or more ``file`` parts, ``collection`` (required) and
+``metadata``, a JSON object of strings) adds, idempotent by sha256 within the
+collection; ``DELETE /v1/gallery/{id}`` removes an image with its matches and
+violations. All signed (see :mod:`monitor.outcome.signing`). Changes take the
+gallery write lock, so queued checks never see a half-updated index.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from monitor.api.intake import check_signature, read_body, signed, state_of
+from monitor.daemon.state import AppState
+from monitor.errors import NotFound
+from monitor.services import gallery
+from monitor.store.models import ProtectedImage
+
+router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
+
+_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file", "collection"],
+                                       "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "collection": {"type": "string"},
+        "metadata": {"type": "string", "description": "JSON object of strings"}}}}}}}
+
+
+def _item(row: ProtectedImage, collection: str) -> dict[str, Any]:
+    return {"id": row.id, "collection": collection, "path": row.path, "sha256": row.sha256,
+            "width": row.width, "height": row.height, "format": row.format,
+            "size_bytes": row.size_bytes, "metadata": json.loads(row.meta_json or "{}"),
+            "added_at": row.added_at.isoformat()}
+
+
+@router.get("", dependencies=[Depends(signed)])
+def list_images(request: Request, collection: str | None = None,
+                limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+                ) -> dict[str, Any]:
+    """Protected images, oldest first."""
+    rows = gallery.list_gallery(state_of(request).ws, collection)
+    return {"total": len(rows), "items": [_item(r, c) for r, c in rows[offset:offset + limit]]}
+
+
+@router.post("", status_code=201, openapi_extra=_BODY_DOC)
+async def add_images(request: Request) -> dict[str, Any]:
+    """Add uploaded images to a collection; per file: added, exists or error."""
+    st = state_of(request)
+    body = await read_body(request, st.settings.server.max_upload_bytes)
+    check_signature(request, body)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send multipart/form-data with 'file' and 'collection'")
+    form = await request.form()
+    collection = form.get("collection")
+    if not isinstance(collection, str) or not collection:
+        raise HTTPException(422, "'collection' is required")
+    try:
+        meta = json.loads(form.get("metadata") or "{}")
+        if not isinstance(meta, dict):
+            raise ValueError
+    except ValueError:
+        raise HTTPException(422, "'metadata' must be a JSON object") from None
+    files = [(Path(f.filename or "upload").name, await f.read())
+             for f in form.getlist("file") if not isinstance(f, str)]
+    if not files:
+        raise HTTPException(422, "at least one 'file' part is required")
+    meta = {str(k): str(v) for k, v in meta.items()}
+    results = await run_in_threadpool(_add, st, files, collection, meta)
+    return {"collection": collection, "results": results}
+
+
+def _add(st: AppState, files: list[tuple[str, bytes]], collection: str,
+         meta: dict[str, str]) -> list[dict[str, Any]]:
+    ws = st.ws
+    tmp_root = ws.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp, st.gallery_lock.write():
+        for i, (name, data) in enumerate(files):
+            path = Path(tmp) / str(i) / name
+            path.parent.mkdir()
+            path.write_bytes(data)
+            r = gallery.add_paths(ws, [str(path)], collection, meta)[0]
+            if r.status == "added":
+                with ws.session() as s:
+                    row = s.get(ProtectedImage, r.gallery_id)
+                    row.path = f"upload:{name}"
+                    s.add(row)
+                    s.commit()
+            out.append({"file": name, "status": r.status, "id": r.gallery_id,
+                        "sha256": r.sha256, "error": r.error, "warning": r.warning})
+    return out
+
+
+@router.delete("/{image_id}", dependencies=[Depends(signed)])
+def remove_image(image_id: int, request: Request) -> dict[str, Any]:
+    """Remove one protected image (and its matches and violations)."""
+    st = state_of(request)
+    try:
+        with st.gallery_lock.write():
+            ids = gallery.remove(st.ws, [str(image_id)])
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"removed": ids}

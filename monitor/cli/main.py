@@ -1,0 +1,220 @@
+"""Command line: ``monitor`` (Typer). Thin: every command calls the service layer."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from enum import StrEnum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from monitor.cli import gallery as cli_gallery
+from monitor.cli import serve as cli_serve
+from monitor.cli import view
+from monitor.cli import violations as cli_violations
+from monitor.config import default_toml, load_settings
+from monitor.errors import MonitorError, NotFound
+from monitor.services.workspace import DEFAULT_RULES, Workspace
+
+app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+err = Console(stderr=True)
+state: dict[str, Path | None] = {"config": None}
+
+
+class Format(StrEnum):
+    """Output formats of commands that produce results."""
+
+    table = "table"
+    jsonl = "jsonl"
+
+
+def workspace() -> Workspace:
+    """The workspace for this invocation (config from --config or MONITOR_CONFIG)."""
+    return Workspace(load_settings(state["config"]))
+
+
+def guarded(fn):
+    """Turn a :class:`MonitorError` into a one-line message and exit code 2."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MonitorError as exc:
+            err.print(f"[bold red]error[/] ({exc.code}): {exc}")
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+@app.callback()
+def main(config: Annotated[Path | None, typer.Option(
+        help="config.toml to use (default: $MONITOR_CONFIG or ./config.toml).")] = None) -> None:
+    """monitor: perceptual hash, CLIP and local-feature copy detection."""
+    state["config"] = config
+
+
+cli_gallery.register(app, workspace, guarded)
+cli_violations.register(app, workspace, guarded)
+cli_serve.register(app, workspace, guarded)
+
+
+@app.command()
+@guarded
+def init(force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False) -> None:
+    """Write a commented config.toml and rules/default.toml here, and create the database."""
+    for path, text in ((Path("config.toml"), default_toml()),
+                       (Path("rules/default.toml"), DEFAULT_RULES.read_text())):
+        if path.exists() and not force:
+            err.print(f"kept existing {path}")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        err.print(f"wrote {path}")
+    ws = workspace()
+    err.print(f"database ready: {ws.settings.database_url}")
+
+
+@app.command()
+@guarded
+def check(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs.")],
+    collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
+    format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+) -> None:
+    """Check candidate images against the gallery and record the results."""
+    from monitor.services.check import check as run_check
+
+    ws = workspace()
+    view.warn_unavailable(err, ws)
+    info = ws.gallery_info()
+    with view.progress(err, "checking", enabled=format == Format.table) as tick:
+        results = []
+        for r in run_check(ws, inputs, collection, progress=lambda _: tick()):
+            if format == Format.jsonl:
+                view.print_jsonl(info, r)
+            results.append(r)
+    if format == Format.table:
+        view.results_table(ws, results)
+
+
+@app.command()
+@guarded
+def scan(
+    source: Annotated[str, typer.Argument(
+        help="A source name from [[sources]] in config.toml, or a folder.")],
+    collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
+    report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
+    format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+) -> None:
+    """Run a configured source (or check a folder) now as one scan; summary and report."""
+    ws = workspace()
+    view.warn_unavailable(err, ws)
+    configured = ws.settings.source(source)
+    with view.progress(err, f"scanning {source}", enabled=True) as tick:
+        if configured is not None:
+            from monitor.services.sources import run_source
+
+            sc, results = run_source(ws, configured, progress=lambda _: tick(),
+                                     collection=collection)
+        elif Path(source).is_dir():
+            from monitor.services.scans import run_scan
+
+            sc, results = run_scan(ws, source, collection=collection, progress=lambda _: tick())
+        else:
+            names = ", ".join(s.name for s in ws.settings.sources) or "none configured"
+            raise NotFound(f"{source!r} is neither a configured source ({names}) nor a folder")
+    if format == Format.jsonl:
+        info = ws.gallery_info()
+        for r in results:
+            view.print_jsonl(info, r)
+    else:
+        view.results_table(ws, results, only_flagged=True)
+        view.scan_summary(err, sc, results)
+    if report:
+        from monitor.outcome.report import write_report
+
+        err.print(f"report: {write_report(ws, scan_id=sc.id)}")
+
+
+class ReportFormat(StrEnum):
+    """Report output formats."""
+
+    html = "html"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+@guarded
+def report(
+    scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Violation status filter.")] = None,
+    severity: Annotated[list[str] | None, typer.Option(help="Severity filter.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Flagged at/after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Flagged before (UTC).")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", help="html, json or csv.")
+                      ] = ReportFormat.html,
+    out: Annotated[Path | None, typer.Option(help="Output file.")] = None,
+) -> None:
+    """Render recorded violations into a self-contained HTML report (or JSON / CSV)."""
+    from monitor.outcome.report import write_report
+
+    path = write_report(workspace(), scan_id=scan_id, collection=collection, status=status,
+                        severity=severity, since=since, until=until, format=format.value,
+                        out=out)
+    typer.echo(str(path))
+
+
+@app.command()
+@guarded
+def search(
+    text: Annotated[str, typer.Option("--text", help="What to look for, in words.")],
+    k: Annotated[int, typer.Option(help="How many results.")] = 10,
+) -> None:
+    """Rank gallery images by CLIP similarity to a text."""
+    from monitor.services.explore import search_text
+
+    ws = workspace()
+    info = ws.gallery_info()
+    for gid, cos in search_text(ws, text, k):
+        path, coll, _ = info.get(gid, ("?", "?", {}))
+        typer.echo(f"{cos:.4f}\t{gid}\t{coll}\t{path}")
+
+
+@app.command()
+@guarded
+def dupes(
+    collection: Annotated[str, typer.Argument(help="Collection to look inside.")],
+    max_distance: Annotated[int, typer.Option(help="pHash radius, bits of 64.")] = 6,
+) -> None:
+    """List groups of near-duplicate images inside a collection."""
+    from monitor.services.explore import dupes as find_dupes
+
+    ws = workspace()
+    info = ws.gallery_info()
+    groups = find_dupes(ws, collection, max_distance)
+    for n, group in enumerate(groups, 1):
+        typer.echo(f"group {n}: " + "  ".join(f"{g}:{info[g][0]}" for g in group))
+    err.print(f"{len(groups)} near-duplicate group(s) in {collection}")
+
+
+@app.command()
+def doctor() -> None:
+    """Say which stages are available and why not; check config, rules and database."""
+    ok = view.doctor(err, state["config"])
+    raise typer.Exit(0 if ok else 1)
+
+
+def run() -> None:  # pragma: no cover - console entry point helper
+    """Entry point that also works as ``python -m monitor``."""
+    app(prog_name="monitor")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
+

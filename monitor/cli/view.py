@@ -1,0 +1,143 @@
+"""Terminal presentation for the CLI (Rich tables and progress bars, JSON lines)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import select
+
+from monitor.outcome.jsonl import result_json
+from monitor.services.workspace import Workspace
+from monitor.store.models import Candidate, ProtectedImage, Scan, Violation
+from monitor.types import CheckResult, Verdict
+
+out = Console()
+COLOURS = {"violation": "bold red", "review": "yellow", "allowed": "cyan", "clean": "green",
+           "error": "magenta"}
+
+
+@contextmanager
+def progress(console: Console, label: str, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A Rich progress counter on stderr; yields a ``tick()`` callable."""
+    if not enabled:
+        yield lambda: None
+        return
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=True)
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda: bar.advance(task)
+
+
+def warn_unavailable(console: Console, ws: Workspace) -> None:
+    """Print one line per enabled stage that cannot run, with the reason and fix."""
+    for s in ws.engine().statuses():
+        if s.enabled and not s.available:
+            console.print(f"[yellow]stage {s.name} unavailable[/]: {s.reason}"
+                          + (f" [dim](fix: {s.fix})[/]" if s.fix else ""))
+
+
+def print_jsonl(info: dict[int, tuple[str, str, dict]], result: CheckResult) -> None:
+    """One candidate as one JSON line on stdout (the DESIGN.md contract).
+
+    ``info`` is :meth:`Workspace.gallery_info`, read once per command.
+    """
+    print(json.dumps(result_json(result, info)), flush=True)
+
+
+def results_table(ws: Workspace, results: list[CheckResult], only_flagged: bool = False) -> None:
+    """A table of candidates with verdict, best match and its evidence."""
+    info = ws.gallery_info()
+    table = Table("candidate", "verdict", "gallery image", "stage", "score", "evidence")
+    for col in table.columns:
+        col.overflow = "fold"
+    for r in results:
+        if only_flagged and r.verdict in (Verdict.CLEAN,):
+            continue
+        best = r.outcomes[0].match if r.outcomes else None
+        evidence = r.error or (_evidence(best) if best else "")
+        gallery = Path(info.get(best.gallery_id, ("?",))[0]).name if best else ""
+        table.add_row(Path(r.source).name if not r.source.startswith("http") else r.source,
+                      f"[{COLOURS[r.verdict.value]}]{r.verdict.value}[/]", gallery,
+                      best.stage if best else "", f"{best.score:.2f}" if best else "", evidence)
+    out.print(table)
+    counts = {v.value: sum(r.verdict == v for r in results) for v in Verdict}
+    out.print("  ".join(f"[{COLOURS[k]}]{k}[/] {n}" for k, n in counts.items() if n)
+              or "nothing checked")
+
+
+def _evidence(m) -> str:
+    parts = []
+    if m.distance is not None:
+        parts.append(f"hamming {m.distance}/64")
+    if m.cosine is not None:
+        parts.append(f"cosine {m.cosine:.3f}")
+    if m.inliers is not None:
+        parts.append(f"{m.inliers} inliers")
+    if m.agreement is not None:
+        parts.append(f"dense agreement {m.agreement:.0%}")
+    if m.region:
+        parts.append("region " + ",".join(map(str, m.region)))
+    return "; ".join(parts)
+
+
+def scan_summary(console: Console, scan: Scan, results: list[CheckResult]) -> None:
+    """One line: the scan's counts and any stage note."""
+    console.print(f"scan {scan.id}: {len(results)} candidates, "
+                  f"{sum(r.verdict == Verdict.VIOLATION for r in results)} violations, "
+                  f"{sum(r.verdict == Verdict.REVIEW for r in results)} for review, "
+                  f"{sum(r.verdict == Verdict.ERROR for r in results)} errors")
+    if scan.stages_note:
+        console.print(f"[yellow]note[/]: {scan.stages_note}")
+
+
+def violations(ws: Workspace, status: str | None, jsonl: bool) -> None:
+    """List violations, newest first."""
+    with ws.session() as s:
+        q = (select(Violation, Candidate, ProtectedImage).join(Candidate)
+             .join(ProtectedImage, Violation.protected_id == ProtectedImage.id)
+             .order_by(Violation.id.desc()))
+        if status:
+            q = q.where(Violation.status == status)
+        rows = s.exec(q).all()
+    table = Table("id", "status", "verdict", "rule", "candidate", "protected")
+    for v, c, p in rows:
+        if jsonl:
+            print(json.dumps({"id": v.id, "status": v.status, "verdict": v.verdict,
+                              "rule": v.rule, "severity": v.severity, "candidate": c.source,
+                              "candidate_sha256": c.sha256, "protected": p.path,
+                              "created_at": v.created_at.isoformat()}))
+        table.add_row(str(v.id), v.status, v.verdict, v.rule, c.source, p.path)
+    if not jsonl:
+        out.print(table)
+
+
+def doctor(console: Console, config: Path | None) -> bool:
+    """Check config, database, rules and every stage; print findings; True when all usable."""
+    from monitor.config import load_settings
+    from monitor.errors import MonitorError
+
+    try:
+        ws = Workspace(load_settings(config))
+        rules = ws.rules.rules
+    except MonitorError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return False
+    table = Table("check", "state", "detail")
+    table.add_row("config", "[green]ok[/]", str(ws.settings.root / "config.toml"))
+    table.add_row("database", "[green]ok[/]", ws.settings.database_url)
+    table.add_row("rules", "[green]ok[/]", f"{len(rules)} rule(s): "
+                  + ", ".join(f"{r.name} ({r.verdict})" for r in rules))
+    for s in ws.engine().statuses():
+        state = ("[green]available[/]" if s.available else
+                 "[dim]disabled[/]" if not s.enabled else "[yellow]unavailable[/]")
+        table.add_row(f"stage {s.name}", state,
+                      " ".join(x for x in (s.reason, f"fix: {s.fix}" if s.fix else "") if x))
+    out.print(table)
+    return True

@@ -1,0 +1,189 @@
+"""``monitor violations list|show|set-status|takedown`` and ``monitor alerts send|digest``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import select
+
+from monitor.errors import ConfigError
+from monitor.services.workspace import Workspace
+
+out, err = Console(), Console(stderr=True)
+
+
+class ListFormat(StrEnum):
+    """Output of ``violations list``."""
+
+    table = "table"
+    jsonl = "jsonl"
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Callable) -> None:
+    """Attach the ``violations`` and ``alerts`` command groups to ``app``."""
+    vio = typer.Typer(help="Review recorded violations.", no_args_is_help=True)
+    alerts = typer.Typer(help="Send e-mail alerts and digests.", no_args_is_help=True)
+    app.add_typer(vio, name="violations")
+    app.add_typer(alerts, name="alerts")
+
+    @vio.command("list")
+    @guarded
+    def list_(
+        status: Annotated[list[str] | None, typer.Option(
+            help="open, confirmed, dismissed, licensed (repeatable).")] = None,
+        collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+        severity: Annotated[list[str] | None, typer.Option(help="Only these severities.")] = None,
+        format: Annotated[ListFormat, typer.Option("--format", help="table or jsonl.")]
+        = ListFormat.table,
+    ) -> None:
+        """List violations and review items, newest first."""
+        from monitor.outcome.exports import item_row
+        from monitor.outcome.items import query_items
+
+        ws = workspace()
+        with ws.session() as s:
+            items = query_items(s, collection=collection, status=status, severity=severity)
+        items.sort(key=lambda i: -i.violation_id)
+        if format == ListFormat.jsonl:
+            for i in items:
+                print(json.dumps(item_row(ws, i), ensure_ascii=False), flush=True)
+            return
+        table = Table("id", "status", "verdict", "severity", "rule", "score", "found at",
+                      "protected", "flagged")
+        for col in table.columns:
+            col.overflow = "fold"
+        for i in items:
+            table.add_row(str(i.violation_id), i.status, i.verdict, i.severity, i.rule,
+                          f"{i.score:.2f}", i.source, Path(i.protected_path).name,
+                          i.created_at.strftime("%Y-%m-%d %H:%M"))
+        out.print(table)
+        err.print(f"{len(items)} item(s)")
+
+    @vio.command("show")
+    @guarded
+    def show(violation_id: Annotated[int, typer.Argument(help="Violation id.")]) -> None:
+        """Show one violation: evidence, where it was found, alerts and the audit trail."""
+        from monitor.outcome.items import get_item
+        from monitor.outcome.templating import when
+        from monitor.services.review import history
+        from monitor.store.models import Alert
+
+        ws = workspace()
+        with ws.session() as s:
+            item = get_item(s, violation_id)
+            sent = s.exec(select(Alert).where(Alert.violation_id == violation_id)).all()
+        facts = Table.grid(padding=(0, 2))
+        rows = [
+            ("violation", f"#{item.violation_id} {item.verdict} ({item.severity}), rule "
+             f"{item.rule}, status {item.status}"),
+            ("protected", f"{item.protected_path} [{item.collection}] sha256 "
+             f"{item.protected_sha256}"),
+            ("found at", item.source), ("page", item.page_url or "—"),
+            ("found sha256", item.candidate_sha256 or "—"),
+            ("evidence file", str(ws.data_dir / item.evidence_path)
+             if item.evidence_path else "not archived"),
+            ("http", f"{item.http_status or '—'} "
+             + (json.dumps(item.headers) if item.headers else "")),
+            ("first / last seen", f"{when(item.first_seen)} / {when(item.last_seen)}"),
+            ("score", f"{item.score:.2f} ({item.stage}); " + "; ".join(item.evidence)),
+            ("note", item.note or "—"),
+        ]
+        for key, value in rows:
+            facts.add_row(f"[dim]{key}[/]", value)
+        out.print(facts)
+        trail = Table("when", "actor", "from", "to", "note", title="audit trail")
+        for e in history(ws, violation_id):
+            trail.add_row(when(e.at), e.actor, e.from_status, e.to_status, e.note)
+        out.print(trail)
+        for a in sent:
+            out.print(f"alert {a.kind}: {a.status}, {a.attempts} attempt(s)"
+                      + (f", error: {a.error}" if a.error else ""))
+
+    @vio.command("set-status")
+    @guarded
+    def set_status_(
+        violation_id: Annotated[int, typer.Argument(help="Violation id.")],
+        status: Annotated[str, typer.Argument(help="open, confirmed, dismissed or licensed.")],
+        note: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+        actor: Annotated[str | None, typer.Option(help="Who (default: cli:<user>).")] = None,
+        allow_domain: Annotated[bool, typer.Option(
+            "--allow-domain", help="With 'licensed': allow-list the found image's host.")] = False,
+    ) -> None:
+        """Change a violation's review status, recording who, when and why."""
+        from monitor.services.review import set_status
+
+        v = set_status(workspace(), violation_id, status, actor or _actor(), note,
+                       allow_domain=allow_domain)
+        typer.echo(f"violation {v.id}: {v.status}")
+
+    @vio.command("takedown")
+    @guarded
+    def takedown(
+        violation_id: Annotated[int, typer.Argument(help="Violation id.")],
+        out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")]
+        = None,
+    ) -> None:
+        """Draft a DMCA-style takedown notice for a violation (edit before sending)."""
+        from monitor.outcome.takedown import render_takedown, write_takedown
+
+        ws = workspace()
+        if out_file is None:
+            typer.echo(render_takedown(ws, violation_id), nl=False)
+        else:
+            err.print(f"wrote {write_takedown(ws, violation_id, out_file)}")
+
+    @alerts.command("send")
+    @guarded
+    def send() -> None:
+        """Send pending immediate alerts that are due; failures are retried later."""
+        from monitor.outcome.notify import send_pending_alerts
+        from monitor.store.models import Alert
+
+        ws = workspace()
+        if not ws.settings.smtp.host:
+            raise ConfigError("smtp.host is not set; e-mail is disabled")
+        n = send_pending_alerts(ws)
+        with ws.session() as s:
+            waiting = s.exec(select(Alert).where(Alert.kind == "immediate",
+                                                 Alert.status == "pending")).all()
+        typer.echo(f"sent {n} alert(s); {len(waiting)} pending")
+        for a in waiting:
+            if a.error:
+                err.print(f"alert {a.id} (violation {a.violation_id}): attempt {a.attempts} "
+                          f"failed: {a.error}; next at {a.next_attempt_at}")
+
+    @alerts.command("digest")
+    @guarded
+    def digest(now: Annotated[datetime | None, typer.Option(
+            help="End of the period (UTC; default now).")] = None) -> None:
+        """Mail the digest of violations flagged since the last digest (default 24 h)."""
+        from monitor.outcome.notify import send_digest
+
+        ws = workspace()
+        if not ws.settings.smtp.host:
+            raise ConfigError("smtp.host is not set; e-mail is disabled")
+        alert = send_digest(ws, now)
+        if alert is None:
+            typer.echo("nothing new; no digest sent")
+        elif alert.status == "sent":
+            typer.echo(f"digest sent to {alert.recipients} "
+                       f"({alert.period_start} to {alert.period_end})")
+        else:
+            err.print(f"digest failed: {alert.error}")
+            raise typer.Exit(1)

@@ -1,0 +1,153 @@
+"""Scheduled source runs: APScheduler with its job store in the monitor database.
+
+Each enabled ``[[sources]]`` entry with a ``cron`` (5 fields, UTC) or
+``interval`` (seconds) becomes one job ``source:<name>`` in the
+``apscheduler_jobs`` table of the same database, so schedules and their next
+run times survive restarts. Missed runs are coalesced into one and still run
+when at most :data:`MISFIRE_GRACE` seconds late (e.g. after downtime). A job
+only *queues* work (:func:`enqueue_source`); the queue workers check it.
+
+APScheduler pickles job arguments, so jobs get plain values (the config path
+and the source name) and reopen the workspace themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+from pathlib import Path
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from monitor.config import Settings
+from monitor.config.daemon import SourceSettings
+from monitor.services.workspace import Workspace
+from monitor.store import queue
+from monitor.store.models import Scan
+
+log = logging.getLogger("monitor.schedule")
+
+JOB_PREFIX = "source:"
+MISFIRE_GRACE = 12 * 3600
+"""Seconds a missed run may be late and still run (once, coalesced)."""
+
+
+DIGEST_JOB = "alerts:digest"
+"""Job id of the scheduled e-mail digest."""
+
+
+def enqueue_source(config_path: str, source_name: str) -> int:
+    """Scheduler job: queue what source ``source_name`` finds now; returns jobs created."""
+    from monitor.config import load_settings
+
+    ws = Workspace(load_settings(Path(config_path)))
+    try:
+        return queue_source(ws, source_name)
+    finally:
+        ws.db.dispose()
+
+
+def send_digest_job(config_path: str) -> None:
+    """Scheduler job: e-mail the digest of the period now ending (skipped when empty)."""
+    from monitor.config import load_settings
+    from monitor.outcome.notify import send_digest
+
+    ws = Workspace(load_settings(Path(config_path)))
+    try:
+        send_digest(ws)
+    finally:
+        ws.db.dispose()
+
+
+def _discover(ws: Workspace, source: SourceSettings):
+    try:
+        from monitor.intake.crawl import discover
+    except ImportError:
+        if source.kind != "folder":
+            raise
+        from monitor.intake.inputs import expand  # folder sources need no crawler
+
+        return ((i.location, None) for i in expand([str(ws.settings.path(source.location))]))
+    return ((d.location, d.page_url) for d in discover(ws, source))
+
+
+def queue_source(ws: Workspace, source_name: str) -> int:
+    """Record a scan of the source and queue one job per image found (not already queued)."""
+    from monitor.daemon.worker import close_scan_if_done
+
+    source = ws.settings.source(source_name)
+    if source is None or not source.enabled:
+        log.warning("source %r is not configured or disabled; nothing queued", source_name)
+        return 0
+    with ws.session() as s:
+        scan = Scan(source=source.name, kind=source.kind)
+        s.add(scan)
+        s.commit()
+    created = 0
+    kind = "file" if source.kind == "folder" else "crawl"
+    for n, (location, page_url) in enumerate(_discover(ws, source)):
+        if n >= source.max_images:
+            break
+        where = {"path": location} if kind == "file" else {"url": location}
+        res = queue.enqueue(ws.db, kind, source=source.name, page_url=page_url,
+                            scan_id=scan.id, dedupe_location=True, **where)
+        created += res.created
+    close_scan_if_done(ws, scan.id)
+    log.info("source %s: %d job(s) queued (scan %s)", source.name, created, scan.id)
+    return created
+
+
+def trigger_for(source: SourceSettings):
+    """The source's trigger (cron wins over interval), or None when it has no schedule."""
+    if source.cron:
+        return CronTrigger.from_crontab(source.cron, timezone=UTC)
+    if source.interval > 0:
+        return IntervalTrigger(seconds=source.interval, timezone=UTC)
+    return None
+
+
+def build_scheduler(db: Engine) -> BackgroundScheduler:
+    """A scheduler whose default job store is the ``apscheduler_jobs`` table of ``db``."""
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=db)},
+        job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE,
+                      "max_instances": 1},
+        timezone=UTC)
+
+
+def sync_sources(scheduler: BackgroundScheduler, settings: Settings, config_path: str
+                 ) -> list[str]:
+    """Make the stored jobs match the configured sources; returns the scheduled job ids.
+
+    An unchanged job (same trigger and arguments) is kept as stored, with its
+    persisted next run time, so a restart neither skips nor repeats a run.
+    """
+    wanted = {}
+    for src in settings.sources:
+        trig = trigger_for(src) if src.enabled else None
+        if trig is not None:
+            wanted[JOB_PREFIX + src.name] = (trig, src)
+    digest = settings.alerts.digest_cron if settings.smtp.host else ""
+    if digest:
+        trig = CronTrigger.from_crontab(digest, timezone=UTC)
+        old = scheduler.get_job(DIGEST_JOB)
+        if old is None or str(old.trigger) != str(trig):
+            scheduler.add_job(send_digest_job, trig, args=[config_path], id=DIGEST_JOB,
+                              name="e-mail digest", replace_existing=True)
+    elif scheduler.get_job(DIGEST_JOB) is not None:
+        scheduler.remove_job(DIGEST_JOB)
+    for job in scheduler.get_jobs():
+        if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
+            scheduler.remove_job(job.id)
+    for job_id, (trig, src) in wanted.items():
+        args = [config_path, src.name]
+        old = scheduler.get_job(job_id)
+        if old is not None and str(old.trigger) == str(trig) and list(old.args) == args:
+            continue
+        scheduler.add_job(enqueue_source, trig, args=args, id=job_id,
+                          name=f"{src.kind} source {src.name}", replace_existing=True)
+    return sorted(wanted)

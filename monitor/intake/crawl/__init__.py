@@ -1,0 +1,14 @@
+"""Discovery of candidate images for each source kind (no checking, no database).
+
+:func:`discover` yields :class:`Discovered` items: ``folder`` (new and changed
+files), ``urls``, ``page`` (HTML crawl), ``sitemap`` (index, image sitemaps,
+pages) and ``feed`` (RSS/Atom). Checking a source as one recorded scan is
+:mod:`monitor.services.sources`.
+"""
+
+from __future__ import annotations
+
+from monitor.intake.crawl.base import CrawlLog, Discovered
+from monitor.intake.crawl.discover import discover
+
+__all__ = ["CrawlLog", "Discovered", "discover"]

@@ -1,0 +1,85 @@
+"""The report's rows as JSON and CSV, for spreadsheets, case files and other tools.
+
+One row per violation, the same rows (same query, same order) as the HTML
+report for the same filters. Timestamps are ISO 8601 in UTC; ``region`` is
+[x0, y0, x1, y1] and ``quad`` four [x, y] corners, in pixels of the found image;
+``distance`` is the pHash Hamming distance in bits of 64. In CSV, structured
+values (region, quad, headers, meta) are JSON text and missing values are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+
+from monitor.outcome.items import ReportItem
+from monitor.services.workspace import Workspace
+
+COLUMNS = (
+    "violation_id", "verdict", "status", "rule", "severity", "note", "created_at", "updated_at",
+    "collection", "protected_id", "protected_path", "protected_sha256", "protected_width",
+    "protected_height", "candidate_id", "scan_id", "source", "page_url", "host",
+    "candidate_sha256", "candidate_width", "candidate_height", "http_status", "headers",
+    "first_seen", "last_seen", "evidence_path", "evidence_file", "stage", "score", "distance",
+    "cosine", "inliers", "agreement", "mirrored", "region", "quad", "meta",
+)
+"""Columns of every export, in order."""
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def item_row(ws: Workspace, item: ReportItem) -> dict[str, object]:
+    """One item as a flat dict keyed by :data:`COLUMNS` (JSON-ready values)."""
+    cw, ch = item.candidate_size or (None, None)
+    return {
+        "violation_id": item.violation_id, "verdict": item.verdict, "status": item.status,
+        "rule": item.rule, "severity": item.severity, "note": item.note,
+        "created_at": _iso(item.created_at), "updated_at": _iso(item.updated_at),
+        "collection": item.collection, "protected_id": item.protected_id,
+        "protected_path": item.protected_path, "protected_sha256": item.protected_sha256,
+        "protected_width": item.protected_size[0], "protected_height": item.protected_size[1],
+        "candidate_id": item.candidate_id, "scan_id": item.scan_id, "source": item.source,
+        "page_url": item.page_url, "host": item.host, "candidate_sha256": item.candidate_sha256,
+        "candidate_width": cw, "candidate_height": ch, "http_status": item.http_status,
+        "headers": item.headers, "first_seen": _iso(item.first_seen),
+        "last_seen": _iso(item.last_seen), "evidence_path": item.evidence_path,
+        "evidence_file": str(ws.data_dir / item.evidence_path) if item.evidence_path else None,
+        "stage": item.stage, "score": item.score, "distance": item.distance,
+        "cosine": item.cosine, "inliers": item.inliers, "agreement": item.agreement,
+        "mirrored": item.mirrored,
+        "region": item.region, "quad": item.quad, "meta": item.meta,
+    }
+
+
+def to_json(ws: Workspace, items: list[ReportItem], *, generated: datetime,
+            filters: dict[str, object]) -> str:
+    """``{"generated_at", "filters", "count", "items": [row, ...]}`` as indented JSON."""
+    doc = {"generated_at": _iso(generated),
+           "filters": {k: v for k, v in filters.items() if v not in (None, "", [])},
+           "count": len(items), "items": [item_row(ws, i) for i in items]}
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_csv(ws: Workspace, items: list[ReportItem]) -> str:
+    """RFC 4180 CSV (CRLF line ends, header row of :data:`COLUMNS`)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for item in items:
+        row = item_row(ws, item)
+        writer.writerow([_cell(row[c]) for c in COLUMNS])
+    return buf.getvalue()

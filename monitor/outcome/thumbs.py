@@ -1,0 +1,127 @@
+"""Thumbnails of the protected and the found image, with the matched area drawn in pixels.
+
+The outline is drawn into the pixels (not an overlay) so it survives printing,
+e-mail clients and copies of the file. A missing or unreadable stored copy
+becomes a placeholder with a note, never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from monitor.errors import MonitorError
+from monitor.outcome.items import ReportItem
+from monitor.services.workspace import Workspace
+
+MARK_COLOUR = (255, 0, 255)
+"""Colour (RGB) of the matched-area outline drawn into the found image."""
+HALO_COLOUR = (255, 255, 255)
+"""Colour of the thin halo under the outline, so it reads on dark and magenta areas alike."""
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """A JPEG thumbnail (``data``; ``src`` a data URI or a ``cid:`` URL) or a placeholder.
+
+    A placeholder has ``src`` None and says why in ``note``. Sizes are pixels.
+    """
+
+    src: str | None
+    width: int = 0
+    height: int = 0
+    note: str = ""
+    data: bytes | None = None
+
+
+def draw_match(image: Image.Image, original: tuple[int, int], quad: list | None,
+               region: list | None) -> Image.Image:
+    """Draw the matched area on a copy of ``image``.
+
+    ``quad`` (four [x, y] corners, drawn as a closed polygon) or else ``region``
+    ([x0, y0, x1, y1] box) are in pixels of the original image of size
+    ``original`` (width, height); they are scaled to ``image``. The line is
+    :data:`MARK_COLOUR`, about 1 % of the longest side wide (at least 3 px),
+    over a 1 px-wider :data:`HALO_COLOUR` halo on each side.
+    """
+    out = image.copy()
+    sx, sy = out.width / original[0], out.height / original[1]
+    if quad and len(quad) >= 3:
+        pts = [(float(x) * sx, float(y) * sy) for x, y in quad]
+    elif region and len(region) == 4:
+        x0, y0, x1, y1 = region
+        pts = [(x0 * sx, y0 * sy), (x1 * sx, y0 * sy), (x1 * sx, y1 * sy), (x0 * sx, y1 * sy)]
+    else:
+        return out
+    width = max(3, round(max(out.size) / 100))
+    draw = ImageDraw.Draw(out)
+    closed = [*pts, pts[0]]
+    draw.line(closed, fill=HALO_COLOUR, width=width + 2, joint="curve")
+    draw.line(closed, fill=MARK_COLOUR, width=width, joint="curve")
+    return out
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """JPEG (quality 85, no chroma subsampling so thin coloured lines keep their colour)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=85, subsampling=0)
+    return buf.getvalue()
+
+
+def data_uri(jpeg: bytes) -> str:
+    """An RFC 2397 ``data:`` URI for JPEG bytes."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def make_thumb(ws: Workspace, rel: str | None, sha256: str | None, what: str,
+               quad: list | None = None, region: list | None = None,
+               side: int | None = None) -> Thumb:
+    """Thumbnail (longest side ``side``, default ``report.thumb_side`` pixels) of a stored file.
+
+    ``rel`` is relative to the data folder. The matched area is drawn when
+    ``quad`` or ``region`` is given. The file's sha256 is checked against the
+    recorded one and a mismatch is noted.
+    """
+    if not rel:
+        return Thumb(None, note=f"no {what} was archived")
+    path = ws.data_dir / rel
+    if not path.is_file():
+        return Thumb(None, note=f"{what} missing: {rel}")
+    try:
+        decoded = ws.load_stored(path)
+    except (MonitorError, OSError) as exc:
+        return Thumb(None, note=f"{what} unreadable ({rel}): {exc}")
+    image = decoded.image.copy()
+    side = side or ws.settings.report.thumb_side
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    image = draw_match(image, (decoded.width, decoded.height), quad, region)
+    note = ""
+    if sha256 and decoded.sha256 != sha256:
+        note = f"{what} altered: its sha256 is {decoded.sha256}, not the recorded one"
+    jpeg = jpeg_bytes(image)
+    return Thumb(data_uri(jpeg), image.width, image.height, note, jpeg)
+
+
+class ThumbCache:
+    """Makes each item's pair of thumbnails once per render (items often share an image)."""
+
+    def __init__(self, ws: Workspace, side: int | None = None) -> None:
+        self.ws, self.side = ws, side
+        self._cache: dict[tuple, Thumb] = {}
+
+    def thumb(self, rel: str | None, sha: str | None, what: str, quad=None, region=None) -> Thumb:
+        """:func:`make_thumb`, memoised on its arguments."""
+        key = (rel, sha, what, json.dumps(quad), json.dumps(region))
+        if key not in self._cache:
+            self._cache[key] = make_thumb(self.ws, rel, sha, what, quad, region, self.side)
+        return self._cache[key]
+
+    def pair(self, item: ReportItem) -> tuple[Thumb, Thumb]:
+        """(protected, found) thumbnails of ``item``, the match drawn on the found one."""
+        return (self.thumb(item.stored_path, item.protected_sha256, "stored protected copy"),
+                self.thumb(item.evidence_path, item.candidate_sha256, "evidence file",
+                           item.quad, item.region))

@@ -1,0 +1,166 @@
+"""Outbound webhook: POST each new violation, signed like submissions, retried with backoff.
+
+The checker writes a pending ``Alert(kind="webhook")`` per new violation when
+``alerts.webhook_url`` is set (an outbox, :mod:`monitor.services.recorder`). This module
+drains it: ``POST alerts.webhook_url`` with a JSON body and the headers of
+:mod:`monitor.outcome.signing` (key ``alerts.webhook_secret``; unsigned when
+empty) plus ``X-Monitor-Event: violation.created`` and ``X-Monitor-Delivery:
+<alert id>`` (receivers de-duplicate on it). A 2xx answer marks the alert
+``sent``; anything else is recorded in ``error``, and it is retried after
+``alerts.backoff * 2**(attempts-1)`` seconds until ``alerts.retries`` attempts
+have failed, then marked ``failed``.
+
+Body::
+
+    {"event": "violation.created",
+     "violation": {"id", "verdict", "rule", "severity", "status", "created_at"},
+     "candidate": {"id", "source", "page_url", "sha256", "source_name"},
+     "protected": {"id", "path", "collection", "sha256"},
+     "scores": {"stage", "score", "distance", "cosine", "inliers", "region"}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import or_, select
+
+from monitor.daemon.metrics import Metrics
+from monitor.outcome.signing import signed_headers
+from monitor.services.workspace import Workspace
+from monitor.store.models import (
+    Alert,
+    Candidate,
+    Collection,
+    MatchRow,
+    ProtectedImage,
+    Violation,
+    utcnow,
+)
+
+log = logging.getLogger("monitor.webhooks")
+
+TIMEOUT = 10.0
+"""Seconds allowed per webhook POST."""
+
+BATCH = 50
+"""Alerts sent per pass at most."""
+
+
+def payload(ws: Workspace, violation_id: int) -> dict[str, Any] | None:
+    """The JSON body for one violation, or None when it no longer exists."""
+    with ws.session() as s:
+        v = s.get(Violation, violation_id)
+        if v is None:
+            return None
+        c, m = s.get(Candidate, v.candidate_id), s.get(MatchRow, v.match_id)
+        p = s.get(ProtectedImage, v.protected_id)
+        coll = s.get(Collection, p.collection_id) if p else None
+    return {
+        "event": "violation.created",
+        "violation": {"id": v.id, "verdict": v.verdict, "rule": v.rule, "severity": v.severity,
+                      "status": v.status, "created_at": v.created_at.isoformat()},
+        "candidate": {"id": c.id, "source": c.source, "page_url": c.page_url,
+                      "sha256": c.sha256, "source_name": c.source_name} if c else None,
+        "protected": {"id": p.id, "path": p.path, "collection": coll.name if coll else None,
+                      "sha256": p.sha256} if p else None,
+        "scores": {"stage": m.stage, "score": m.score, "distance": m.distance,
+                   "cosine": m.cosine, "inliers": m.inliers,
+                   "region": json.loads(m.region_json) if m.region_json else None}
+        if m else None,
+    }
+
+
+def deliver_due(ws: Workspace, client: httpx.Client, metrics: Metrics | None = None) -> int:
+    """Send every due pending webhook alert once; returns how many were attempted."""
+    cfg = ws.settings.alerts
+    if not cfg.webhook_url:
+        return 0
+    secret = ws.settings.secret(cfg.webhook_secret, cfg.webhook_secret_file)
+    now = utcnow()
+    with ws.session() as s:
+        ids = s.execute(select(Alert.id).where(
+            Alert.kind == "webhook", Alert.status == "pending",
+            or_(Alert.next_attempt_at.is_(None), Alert.next_attempt_at <= now))
+            .order_by(Alert.id).limit(BATCH)).scalars().all()
+    for alert_id in ids:
+        _deliver_one(ws, client, alert_id, cfg.webhook_url, secret, metrics)
+    return len(ids)
+
+
+def _deliver_one(ws: Workspace, client: httpx.Client, alert_id: int, url: str, secret: str,
+                 metrics: Metrics | None) -> None:
+    cfg = ws.settings.alerts
+    with ws.session() as s:
+        alert = s.get(Alert, alert_id)
+    doc = payload(ws, alert.violation_id) if alert.violation_id else None
+    error = None
+    if doc is None:
+        error = "violation no longer exists"
+    else:
+        body = json.dumps(doc).encode()
+        headers = {"Content-Type": "application/json", "X-Monitor-Event": doc["event"],
+                   "X-Monitor-Delivery": str(alert_id)}
+        if secret:
+            headers |= signed_headers(secret, body)
+        try:
+            resp = client.post(alert.recipients or url, content=body, headers=headers)
+            if not 200 <= resp.status_code < 300:
+                error = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    with ws.session() as s:
+        alert = s.get(Alert, alert_id)
+        alert.attempts += 1
+        if error is None:
+            alert.status, alert.sent_at, alert.error, alert.next_attempt_at = \
+                "sent", utcnow(), None, None
+            outcome = "sent"
+        elif alert.attempts >= cfg.retries or doc is None:
+            alert.status, alert.error, alert.next_attempt_at = "failed", error, None
+            outcome = "failed"
+        else:
+            delay = cfg.backoff * 2 ** (alert.attempts - 1)
+            alert.error, alert.next_attempt_at = error, utcnow() + timedelta(seconds=delay)
+            outcome = "retry"
+        s.add(alert)
+        s.commit()
+    if metrics:
+        metrics.webhooks.labels(outcome).inc()
+    log.info("webhook alert %s: %s %s", alert_id, outcome, error or "")
+
+
+class WebhookSender:
+    """A thread delivering due webhook alerts every ``interval`` s or when woken."""
+
+    def __init__(self, ws: Workspace, stop: threading.Event, metrics: Metrics | None = None,
+                 interval: float = 2.0) -> None:
+        self.ws, self.stop, self.metrics, self.interval = ws, stop, metrics, interval
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
+
+    def start(self) -> None:
+        """Start delivering (does nothing when no webhook URL is configured)."""
+        if self.ws.settings.alerts.webhook_url:
+            self.thread.start()
+
+    def _loop(self) -> None:
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+            while not self.stop.is_set():
+                try:
+                    deliver_due(self.ws, client, self.metrics)
+                except Exception:  # noqa: BLE001 - keep the daemon alive; retried next pass
+                    log.exception("webhook delivery pass failed")
+                self.wake.wait(self.interval)
+                self.wake.clear()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end."""
+        self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)

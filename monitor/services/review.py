@@ -1,0 +1,152 @@
+"""Review workflow: change a violation's status with an audit trail; licence a domain.
+
+Statuses: ``open`` (new), ``confirmed`` (a person agrees it infringes),
+``dismissed`` (not a copy, or not worth pursuing) and ``licensed`` (the use is
+permitted). Every change writes a :class:`~monitor.store.models.ViolationEvent`
+(who, when in UTC, from, to, note). Dismissed and licensed violations are not
+alerted (pending mail is skipped) and later matches of the same protected
+image at the same place inherit the status (:mod:`monitor.services.recorder`).
+
+Marking ``licensed`` with ``allow_domain`` also adds the candidate's host to
+the ``allow_domains`` of the ``licensed-domains`` rule in ``rules/licensed.toml``
+(created when missing), so other copies on that host are allow-listed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlmodel import select
+
+from monitor.errors import InvalidStatus, NotFound, RuleError
+from monitor.matching.index.base import atomic_write
+from monitor.matching.rules import load_rules
+from monitor.services.workspace import DEFAULT_RULES, Workspace
+from monitor.store.models import Candidate, Violation, ViolationEvent, utcnow
+
+STATUSES = ("open", "confirmed", "dismissed", "licensed")
+"""Every review status, in workflow order."""
+LICENSED_FILE = "licensed.toml"
+LICENSED_RULE = "licensed-domains"
+
+
+def set_status(ws: Workspace, violation_id: int, status: str, actor: str, note: str = "",
+               *, allow_domain: bool = False) -> Violation:
+    """Set violation ``violation_id`` to ``status``, record who/when/why; return the row.
+
+    ``actor`` is free text (a user name, ``api:<key id>``). With
+    ``allow_domain`` (only with ``licensed``) the candidate's host is added to
+    the licensed-domains allow-list rule.
+
+    Raises:
+        InvalidStatus: ``status`` is unknown (the message lists the allowed ones),
+            or ``allow_domain`` is used with another status.
+        NotFound: no violation has this id.
+        RuleError: the candidate has no host, or the rule file cannot be written validly.
+    """
+    status = status.strip().lower()
+    if status not in STATUSES:
+        raise InvalidStatus(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
+    if allow_domain and status != "licensed":
+        raise InvalidStatus("--allow-domain only goes with status 'licensed'")
+    if not actor.strip():
+        raise InvalidStatus("an actor (who made the change) is required")
+    with ws.session() as s:
+        v = s.get(Violation, violation_id)
+        if v is None:
+            raise NotFound(f"violation {violation_id} not found")
+        host = _host(s.get(Candidate, v.candidate_id)) if allow_domain else None
+        if allow_domain and host is None:
+            raise RuleError(f"violation {violation_id}: the found image has no web host to "
+                            "allow (it came from a file)")
+        if host:
+            add_allowed_domain(ws, host)
+        now = utcnow()
+        s.add(ViolationEvent(violation_id=v.id, at=now, actor=actor.strip(),
+                             from_status=v.status, to_status=status, note=note))
+        v.status, v.updated_at = status, now
+        if note:
+            v.note = note
+        s.add(v)
+        s.commit()
+        s.refresh(v)
+        return v
+
+
+def history(ws: Workspace, violation_id: int) -> list[ViolationEvent]:
+    """The audit trail of one violation, oldest first."""
+    with ws.session() as s:
+        q = (select(ViolationEvent).where(ViolationEvent.violation_id == violation_id)
+             .order_by(ViolationEvent.at, ViolationEvent.id))
+        return list(s.exec(q).all())
+
+
+def _host(c: Candidate | None) -> str | None:
+    for url in (c.source, c.page_url) if c else ():
+        host = urlsplit(url).hostname if url else None
+        if host:
+            return host.lower()
+    return None
+
+
+# -- rules/licensed.toml -----------------------------------------------------------
+
+def _toml(value: object) -> str:
+    """A TOML literal for the value types a rule holds (str, bool, int, float, list)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(x) for x in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # JSON escapes are valid TOML escapes
+
+
+def _dump(rules: list[dict]) -> str:
+    lines = ["# Allow-listed (licensed) domains, maintained by `monitor violations set-status",
+             "# ID licensed --allow-domain`. Edit freely; other [[rule]] tables are kept.", ""]
+    for rule in rules:
+        lines.append("[[rule]]")
+        lines += [f"{k} = {_toml(v)}" for k, v in rule.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def add_allowed_domain(ws: Workspace, host: str) -> Path:
+    """Add ``host`` to the ``licensed-domains`` rule of ``rules/licensed.toml``; return the file.
+
+    The rule is created when missing; other rules in that file are kept. When
+    the rules folder holds no rule file yet (the packaged defaults are in
+    force), the defaults are first copied to ``rules/default.toml`` so that
+    adding this file does not replace them. The new file is validated with
+    :func:`monitor.matching.rules.load_rules` before it replaces the old one.
+
+    Raises:
+        RuleError: the existing file is invalid, or the result would be.
+    """
+    folder = ws.settings.path(ws.settings.rules.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LICENSED_FILE
+    if not any(folder.glob("*.toml")):
+        atomic_write(folder / "default.toml", DEFAULT_RULES.read_bytes())
+    try:
+        rules = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", []) \
+            if path.exists() else []
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{path}: not valid TOML: {exc}") from exc
+    rule = next((r for r in rules if r.get("name") == LICENSED_RULE), None)
+    if rule is None:
+        rule = {"name": LICENSED_RULE, "collections": ["*"], "allow_domains": []}
+        rules.append(rule)
+    rule["allow_domains"] = sorted({*rule.get("allow_domains", []), host.lower()})
+    text = _dump(rules)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / LICENSED_FILE).write_text(text, encoding="utf-8")
+        load_rules(Path(tmp))  # raises RuleError naming the key
+    atomic_write(path, text.encode("utf-8"))
+    ws.__dict__.pop("rules", None)  # drop the cached RuleSet
+    return path

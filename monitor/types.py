@@ -1,0 +1,160 @@
+"""Typed results that flow from the stages to rules, store, CLI and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Box = tuple[int, int, int, int]
+"""``(x0, y0, x1, y1)`` in pixels of the *original* candidate image, x1/y1 exclusive."""
+
+Quad = tuple[tuple[float, float], ...]
+"""Four ``(x, y)`` corners of the gallery image projected onto the candidate (pixels)."""
+
+
+class Verdict(StrEnum):
+    """Outcome for one candidate, most severe first."""
+
+    VIOLATION = "violation"
+    REVIEW = "review"
+    ALLOWED = "allowed"
+    CLEAN = "clean"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One stage's evidence that a candidate matches one gallery image.
+
+    Attributes:
+        stage: ``"hash"``, ``"clip"`` or ``"local"``.
+        gallery_id: primary key of the protected image.
+        score: this stage's own score in [0, 1] (see each stage's ``score``); the
+            match's confidence combines all hits (:mod:`monitor.matching.confidence`).
+        distance: Hamming distance in bits of 64 (hash stage), else None.
+        cosine: cosine similarity in [-1, 1] (clip stage), else None.
+        inliers: RANSAC homography inliers (local stage; None for a crop placement),
+            else None.
+        region: matched area on the candidate (local stage), else None.
+        quad: projected gallery corners on the candidate (local stage), else None.
+        mirrored: the match was found against the mirrored gallery image.
+        agreement: dense check (``monitor.matching.stages.local_dense``), the fraction in
+            [0, 1] of textured gallery cells that agree with the candidate: warped by
+            the homography (local stage), placed as a crop (local stage, ``inliers``
+            None: ``monitor.matching.stages.local_crop``) or stretched onto the gallery image as
+            the pHash matched it (hash stage, when the local stage runs); else None.
+    """
+
+    stage: str
+    gallery_id: int
+    score: float
+    distance: int | None = None
+    cosine: float | None = None
+    inliers: int | None = None
+    region: Box | None = None
+    quad: Quad | None = None
+    mirrored: bool = False
+    agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A candidate × gallery image pair with every stage's evidence merged.
+
+    ``stage`` is the stage of the hit with the highest own score; ``score`` is the
+    calibrated confidence in [0, 1] of all the hits together
+    (:func:`monitor.matching.confidence.confidence`); ``hits`` keeps all of them.
+    """
+
+    gallery_id: int
+    stage: str
+    score: float
+    hits: tuple[Hit, ...]
+
+    def evidence(self, stage: str) -> Hit | None:
+        """The hit from ``stage``, if that stage matched this pair."""
+        return next((h for h in self.hits if h.stage == stage), None)
+
+    @property
+    def distance(self) -> int | None:
+        """Hamming distance (bits) from the hash stage, if any."""
+        h = self.evidence("hash")
+        return h.distance if h else None
+
+    @property
+    def cosine(self) -> float | None:
+        """Cosine similarity from the clip stage, if any."""
+        h = self.evidence("clip")
+        return h.cosine if h else None
+
+    @property
+    def inliers(self) -> int | None:
+        """RANSAC inliers from the local stage, if any."""
+        h = self.evidence("local")
+        return h.inliers if h else None
+
+    @property
+    def agreement(self) -> float | None:
+        """The highest dense agreement among the hits (see :class:`Hit`), if any."""
+        found = [h.agreement for h in self.hits if h.agreement is not None]
+        return max(found) if found else None
+
+    @property
+    def placement(self) -> float | None:
+        """Dense agreement of a local-stage crop placement (a local hit without inliers:
+        ``LocalStage.placements``), if any."""
+        h = self.evidence("local")
+        return h.agreement if h is not None and h.inliers is None else None
+
+    @property
+    def region(self) -> Box | None:
+        """Matched region on the candidate: the local stage's, else the sub-image a
+        pHash hit came from (``monitor.matching.stages.local_regions``), if any."""
+        h = self.evidence("local")
+        if h is not None and h.region is not None:
+            return h.region
+        return next((x.region for x in self.hits if x.region is not None), None)
+
+    @property
+    def quad(self) -> Quad | None:
+        """Projected gallery quadrilateral on the candidate, if any."""
+        h = self.evidence("local")
+        return h.quad if h else None
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """Whether a stage can run; ``reason`` and ``fix`` explain when it cannot."""
+
+    name: str
+    enabled: bool
+    available: bool
+    reason: str = ""
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """The verdict the rules gave one match, and which rule gave it."""
+
+    match: Match
+    verdict: Verdict
+    rule: str
+    severity: str
+
+
+@dataclass
+class CheckResult:
+    """Everything known about one checked candidate.
+
+    ``outcomes`` holds the ruled matches, most severe first; ``error`` is set
+    (and ``verdict`` is ERROR) when the candidate could not be checked.
+    """
+
+    source: str
+    sha256: str | None
+    verdict: Verdict
+    outcomes: list[RuleOutcome] = field(default_factory=list)
+    error: str | None = None
+    error_code: str | None = None
+    candidate_id: int | None = None
