@@ -17,6 +17,7 @@ def create_app(state: AppState) -> FastAPI:
     from fastapi import FastAPI
 
     from monitor.api import dashboard, gallery, health, search, submissions, violations
+    from monitor.api.errors import install
     from monitor.daemon.metrics import LatencyMiddleware
 
     app = FastAPI(title="monitor", version="0.1.0",
@@ -27,5 +28,6 @@ def create_app(state: AppState) -> FastAPI:
     app.state.monitor = state
     for module in (submissions, search, gallery, violations, health, dashboard):
         app.include_router(module.router)
+    install(app)
     app.add_middleware(LatencyMiddleware, metrics=state.metrics)
     return app
