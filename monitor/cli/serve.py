@@ -23,7 +23,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="Queue worker threads (server.workers).")] = None,
     ) -> None:
         """Run the daemon: HTTP API, scheduled sources and queue workers, until SIGTERM."""
-        from monitor.cli import state
+        from monitor.cli.main import state
         from monitor.config import config_path
         from monitor.daemon import serve as run
 
