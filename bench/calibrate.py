@@ -1,4 +1,5 @@
-"""Fit the product's match confidence (:mod:`monitor.matching.confidence`) and test it on other splits.
+"""Fit the product's match confidence (:mod:`monitor.matching.confidence`), test it on
+other splits.
 
     python -m bench.accuracy --seed 5 --evidence /tmp/ev-5.jsonl ...   # per split
     python -m bench.calibrate --fit /tmp/ev-5.jsonl --test /tmp/ev-11.jsonl /tmp/ev-23.jsonl

@@ -41,7 +41,8 @@ EXIT_FAILURE = 1
 """CLI exit code of an error the user cannot fix by changing the command (a service is down)."""
 
 EXIT_USAGE = 2
-"""CLI exit code of an error in what was asked or configured (Typer uses 2 for usage too)."""
+"""CLI exit code of an error in what was asked or configured, a missing model included
+(its fix is configuration: weights or ``clip.enabled``); Typer uses 2 for usage too."""
 
 
 class MonitorError(Exception):
@@ -129,7 +130,6 @@ class StageUnavailable(MonitorError):
 
     code = "stage_unavailable"
     http_status = 503
-    exit_code = EXIT_FAILURE
 
     def __init__(self, stage: str, reason: str, fix: str = "") -> None:
         self.stage, self.reason, self.fix = stage, reason, fix
@@ -142,7 +142,6 @@ class ModelLoadFailure(MonitorError):
 
     code = "model_load"
     http_status = 503
-    exit_code = EXIT_FAILURE
 
     def __init__(self, reason: str, fix: str) -> None:
         super().__init__(reason)

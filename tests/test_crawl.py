@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +20,19 @@ from sqlmodel import select
 
 from monitor.config import load_settings
 from monitor.config.daemon import SourceSettings
-from monitor.intake.crawl import CrawlLog, discover
+from monitor.daemon.metrics import Metrics
+from monitor.daemon.schedule import queue_source
+from monitor.daemon.state import AppState
+from monitor.daemon.worker import Workers
+from monitor.intake.crawl import CrawlLog
 from monitor.intake.crawl.html import largest_candidate, parse_srcset
-from monitor.intake.fetcher import DbValidatorCache, Fetcher
+from monitor.intake.fetcher import Fetcher
 from monitor.services.gallery import add_paths
-from monitor.services.sources import run_source
+from monitor.services.sources import discover, run_source
 from monitor.services.workspace import Workspace
-from monitor.store.models import Candidate, Scan
+from monitor.store import queue
+from monitor.store.fetch_cache import DbValidatorCache
+from monitor.store.models import Candidate, Job, Scan
 from tests.conftest import encode
 from tests.test_fetcher import HTML, LOOPBACK, RouteServer, conditional_image
 
@@ -350,3 +358,72 @@ def test_folder_source_new_and_changed_files(deploy, photos, others, monkeypatch
     Image.fromarray(255 - __import__("numpy").asarray(photos["rocket"])).save(folder / "a.jpg")
     found, log = _found(ws, src)
     assert set(found) == {str(folder / "a.jpg")} and log.unchanged_files == 1
+
+
+def _drain(ws: Workspace, scan_id: int, timeout: float = 90.0) -> Scan:
+    """Run the daemon's queue workers until scan ``scan_id`` is closed; returns its row."""
+    st = AppState(ws, "", Metrics())
+    stop = threading.Event()
+    workers = Workers(st, 2, stop)
+    workers.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with ws.session() as s:
+                row = s.get(Scan, scan_id)
+            if row.status != "running":
+                return row
+            time.sleep(0.05)
+        raise AssertionError(f"scan {scan_id} still running; jobs: {queue.counts(ws.db)}")
+    finally:
+        stop.set()
+        workers.join(10)
+
+
+def test_scheduled_crawl_jobs_fetch_conditionally(deploy, web, photos, monkeypatch) -> None:
+    """The daemon's scheduled run of a source fetches like ``monitor scan SOURCE``: the
+    second run sends validators, gets 304 for every unchanged image and re-checks none."""
+    site, _ = web
+    ws = _workspace(deploy, monkeypatch)
+    (deploy / "g").mkdir()
+    photos["coffee"].save(deploy / "g" / "coffee.png")
+    add_paths(ws, [str(deploy / "g")], "portfolio")
+    paths = ("/img/coffee.jpg", "/img/og-chelsea.jpg", "/img/lightbox-hubble.jpg")
+    ws.settings.sources.append(SourceSettings(name="shop", kind="urls",
+                                              urls=[site.url(p) for p in paths]))
+    answers: list[tuple[str, int]] = []
+    for path in paths:
+        def counted(req, inner=site.routes[path], path=path):
+            reply = inner(req)
+            answers.append((path, reply[0]))
+            return reply
+        monkeypatch.setitem(site.routes, path, counted)
+
+    assert queue_source(ws, "shop") == 3
+    with ws.session() as s:
+        first_id = s.exec(select(Scan.id).where(Scan.source == "shop")).one()
+    first = _drain(ws, first_id)
+    assert sorted(answers) == sorted((p, 200) for p in paths)
+    assert (first.kind, first.status, first.checked, first.errors, first.violations) == \
+        ("urls", "finished", 3, 0, 1)
+    rows = _candidates(ws)
+    assert {c.scan_id for c in rows.values()} == {first_id} and len(rows) == 3
+
+    answers.clear()
+    assert queue_source(ws, "shop") == 3
+    with ws.session() as s:
+        second_id = max(s.exec(select(Scan.id).where(Scan.source == "shop")).all())
+    second = _drain(ws, second_id)
+    assert sorted(answers) == sorted((p, 304) for p in paths), "unchanged: 304, not re-sent"
+    for path in paths:
+        sent = site.requested(path)
+        assert len(sent) == 2 and "if-none-match" in sent[1] and "if-none-match" not in sent[0]
+    assert (second.status, second.checked, second.errors) == ("finished", 0, 0)
+    assert "3 unchanged URL(s) (HTTP 304) not re-checked" in second.stages_note
+    after = _candidates(ws)
+    assert set(after) == set(rows) and all(c.scan_id == first_id for c in after.values())
+    assert all(after[k].last_seen > rows[k].last_seen for k in rows)
+    with ws.session() as s:
+        jobs = s.exec(select(Job).where(Job.scan_id == second_id)).all()
+    assert {j.status for j in jobs} == {"done"}
+    assert {j.candidate_id for j in jobs} == {c.id for c in rows.values()}

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from monitor.config.daemon import FetchSettings
-from monitor.errors import FetchError, InputTooLarge
+from monitor.errors import AddressRefused, FetchError, InputTooLarge, NotAnImage
+from monitor.intake.address_policy import AddressPolicy, classify
 from monitor.intake.fetcher import (
     Fetcher,
     FetchTimeout,
@@ -31,7 +32,6 @@ from monitor.intake.fetcher import (
     TooManyRedirects,
     retry_after,
 )
-from monitor.intake.inputs import AddressPolicy, AddressRefused, NotAnImage, classify
 from tests.conftest import encode
 
 UA = "monitor-test/1.0 (+tests)"

@@ -16,7 +16,12 @@ def create_app(state: AppState) -> FastAPI:
     """The FastAPI application serving ``state`` (its workspace engine should be loaded)."""
     from fastapi import FastAPI
 
-    from monitor.api import dashboard, gallery, health, search, submissions, violations
+    import monitor.api.dashboard as dashboard
+    import monitor.api.gallery as gallery
+    import monitor.api.health as health
+    import monitor.api.search as search
+    import monitor.api.submissions as submissions
+    import monitor.api.violations as violations
     from monitor.api.errors import install
     from monitor.daemon.metrics import LatencyMiddleware
 

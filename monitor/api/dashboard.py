@@ -17,6 +17,8 @@ Routes (browser-facing, outside ``/v1``, so no HMAC signatures):
 * ``GET /violations/{id}/evidence``: the archived bytes of the found image, as a
   download (never rendered inline).
 
+Unknown ids: 404, JSON of :mod:`monitor.api.errors`. Rows: :mod:`monitor.services.violations`.
+
 Pages use the shared Jinja2 environment (:mod:`monitor.outcome.templating`), so
 ``dashboard_*.html.j2`` can be overridden from ``report.templates_dir``. No JavaScript.
 
@@ -53,17 +55,15 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-from sqlmodel import select
 
 from monitor.api.intake import state_of
 from monitor.config import Settings
 from monitor.errors import MonitorError, NotFound
-from monitor.outcome.items import SEVERITY_RANK, ReportItem, get_item, query_items
+from monitor.outcome.items import SEVERITY_RANK, ReportItem
 from monitor.outcome.templating import render
 from monitor.outcome.thumbs import MARK_COLOUR, ThumbCache
+from monitor.services import violations
 from monitor.services.review import STATUSES, history, set_status
-from monitor.services.workspace import Workspace
-from monitor.store.models import Collection
 
 PAGE_SIZE = 50
 """Violations per list page."""
@@ -213,11 +213,6 @@ def _choice(value: str | None) -> list[str] | None:
     return [value] if value else None
 
 
-def _collections(ws: Workspace) -> list[str]:
-    with ws.session() as s:
-        return sorted(s.exec(select(Collection.name)).all())
-
-
 @router.get("/")
 def home() -> RedirectResponse:
     """The dashboard starts at the violations list."""
@@ -231,8 +226,7 @@ def violations_page(request: Request, status: str | None = None, collection: str
     """The violations list: filters, counts per status, one row with thumbnails per violation."""
     ws = state_of(request).ws
     status, collection, severity = status or None, collection or None, severity or None
-    with ws.session() as s:
-        scoped = query_items(s, collection=collection, severity=_choice(severity))
+    scoped = violations.list_items(ws, collection=collection, severity=_choice(severity))
     counts = Counter(i.status for i in scoped)
     items = [i for i in scoped if status is None or i.status == status]
     pages = max(1, -(-len(items) // PAGE_SIZE))
@@ -244,18 +238,15 @@ def violations_page(request: Request, status: str | None = None, collection: str
     return _page(request, "dashboard_list.html.j2", title="Violations",
                  rows=[(i, *cache.pair(i)) for i in shown], total=len(scoped),
                  matching=len(items), counts=counts, filters=filters,
-                 collections=_collections(ws), severities=severities, page=page, pages=pages,
+                 collections=violations.collection_names(ws), severities=severities, page=page,
+                 pages=pages,
                  query=lambda **kw: urlencode({k: v for k, v in {**filters, **kw}.items() if v}))
 
 
 def _detail(request: Request, violation_id: int, status_code: int = 200,
             error: str = "") -> HTMLResponse:
     ws = state_of(request).ws
-    with ws.session() as s:
-        try:
-            item: ReportItem = get_item(s, violation_id)
-        except NotFound:
-            raise HTTPException(404, f"violation {violation_id} not found") from None
+    item: ReportItem = violations.get_item(ws, violation_id)  # NotFound: 404 (api.errors)
     protected, found = ThumbCache(ws).pair(item)
     return _page(request, "dashboard_detail.html.j2", status_code,
                  title=f"Violation #{violation_id}", item=item, protected=protected,
@@ -287,7 +278,7 @@ def change_status(request: Request, violation_id: int, status: Annotated[str, Fo
         set_status(ws, violation_id, status, actor_of(request), note.strip(),
                    allow_domain=allow_domain)
     except NotFound:
-        raise HTTPException(404, f"violation {violation_id} not found") from None
+        raise  # 404 from the one handler (monitor.api.errors), not the form page
     except MonitorError as exc:  # unknown status, allow_domain misuse, rule file trouble
         return _detail(request, violation_id, 400, error=str(exc))
     return RedirectResponse(f"/violations/{violation_id}?saved=1", status_code=303)
@@ -297,15 +288,11 @@ def change_status(request: Request, violation_id: int, status: Annotated[str, Fo
 def evidence_file(request: Request, violation_id: int) -> FileResponse:
     """The archived bytes of the found image, as an attachment (never rendered here)."""
     ws = state_of(request).ws
-    with ws.session() as s:
-        try:
-            item = get_item(s, violation_id)
-        except NotFound:
-            raise HTTPException(404, f"violation {violation_id} not found") from None
+    item = violations.get_item(ws, violation_id)  # NotFound: 404 (api.errors)
     root = ws.data_dir.resolve()
     path = (root / item.evidence_path).resolve() if item.evidence_path else None
     if path is None or not path.is_relative_to(root) or not path.is_file():
-        raise HTTPException(404, f"violation {violation_id} has no archived evidence file")
+        raise NotFound(f"violation {violation_id} has no archived evidence file")
     name = f"violation-{violation_id}-{(item.candidate_sha256 or 'evidence')[:16]}" \
            f"{Path(path).suffix}"
     return FileResponse(path, media_type="application/octet-stream", filename=name,

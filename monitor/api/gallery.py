@@ -11,18 +11,19 @@ gallery write lock, so queued checks never see a half-updated index.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.intake import check_signature, read_body, signed, state_of
 from monitor.daemon.state import AppState
-from monitor.errors import NotFound
+from monitor.errors import InvalidRequest, UnsupportedFormat
 from monitor.services import gallery
-from monitor.store.models import ProtectedImage
+
+if TYPE_CHECKING:
+    from monitor.store.models import ProtectedImage
 
 router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
 
@@ -52,26 +53,32 @@ def list_images(request: Request, collection: str | None = None,
 
 @router.post("", status_code=201, openapi_extra=_BODY_DOC)
 async def add_images(request: Request) -> dict[str, Any]:
-    """Add uploaded images to a collection; per file: added, exists or error."""
+    """Add uploaded images to a collection; per file: added, exists or error.
+
+    Raises:
+        UnsupportedFormat: the body is not multipart/form-data (415).
+        InvalidRequest: no ``collection``, no ``file`` part, or ``metadata`` is not a
+            JSON object (422).
+    """
     st = state_of(request)
     body = await read_body(request, st.settings.server.max_upload_bytes)
     check_signature(request, body)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(415, "send multipart/form-data with 'file' and 'collection'")
+        raise UnsupportedFormat("send multipart/form-data with 'file' and 'collection'")
     form = await request.form()
     collection = form.get("collection")
     if not isinstance(collection, str) or not collection:
-        raise HTTPException(422, "'collection' is required")
+        raise InvalidRequest("'collection' is required")
     try:
         meta = json.loads(form.get("metadata") or "{}")
         if not isinstance(meta, dict):
             raise ValueError
     except ValueError:
-        raise HTTPException(422, "'metadata' must be a JSON object") from None
+        raise InvalidRequest("'metadata' must be a JSON object") from None
     files = [(Path(f.filename or "upload").name, await f.read())
              for f in form.getlist("file") if not isinstance(f, str)]
     if not files:
-        raise HTTPException(422, "at least one 'file' part is required")
+        raise InvalidRequest("at least one 'file' part is required")
     meta = {str(k): str(v) for k, v in meta.items()}
     results = await run_in_threadpool(_add, st, files, collection, meta)
     return {"collection": collection, "results": results}
@@ -79,34 +86,21 @@ async def add_images(request: Request) -> dict[str, Any]:
 
 def _add(st: AppState, files: list[tuple[str, bytes]], collection: str,
          meta: dict[str, str]) -> list[dict[str, Any]]:
-    ws = st.ws
-    tmp_root = ws.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    out = []
-    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp, st.gallery_lock.write():
-        for i, (name, data) in enumerate(files):
-            path = Path(tmp) / str(i) / name
-            path.parent.mkdir()
-            path.write_bytes(data)
-            r = gallery.add_paths(ws, [str(path)], collection, meta)[0]
-            if r.status == "added":
-                with ws.session() as s:
-                    row = s.get(ProtectedImage, r.gallery_id)
-                    row.path = f"upload:{name}"
-                    s.add(row)
-                    s.commit()
-            out.append({"file": name, "status": r.status, "id": r.gallery_id,
-                        "sha256": r.sha256, "error": r.error, "warning": r.warning})
-    return out
+    with st.gallery_lock.write():
+        results = gallery.add_files(st.ws, files, collection, meta)
+    return [{"file": name, "status": r.status, "id": r.gallery_id, "sha256": r.sha256,
+             "error": r.error, "warning": r.warning}
+            for (name, _), r in zip(files, results, strict=True)]
 
 
 @router.delete("/{image_id}", dependencies=[Depends(signed)])
 def remove_image(image_id: int, request: Request) -> dict[str, Any]:
-    """Remove one protected image (and its matches and violations)."""
+    """Remove one protected image (and its matches and violations).
+
+    Raises:
+        NotFound: no image has this id (404, by the app's error handler).
+    """
     st = state_of(request)
-    try:
-        with st.gallery_lock.write():
-            ids = gallery.remove(st.ws, [str(image_id)])
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    with st.gallery_lock.write():
+        ids = gallery.remove(st.ws, [str(image_id)])
     return {"removed": ids}

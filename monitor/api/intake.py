@@ -1,31 +1,23 @@
-"""Accept-path helpers: bounded body reading, signature checks, image sniffing, upload storage."""
+"""Accept-path helpers: bounded body reading, signature checks and image sniffing."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
 
 from monitor.daemon.state import AppState
-from monitor.imaging.decode import RASTER_FORMATS
-from monitor.matching.index.base import atomic_write
-from monitor.outcome.signing import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
+from monitor.errors import (
+    EmptyInput,
+    ImageTooLarge,
+    InputTooLarge,
     SignatureError,
-    target_body,
-    verify,
+    UnsupportedFormat,
 )
-
-MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"),
-    (0, b"GIF89a", "GIF"), (8, b"WEBP", "WEBP"), (0, b"BM", "BMP"), (0, b"II*\x00", "TIFF"),
-    (0, b"MM\x00*", "TIFF"), (4, b"ftypavif", "AVIF"), (4, b"ftypavis", "AVIF"),
-    (0, b"\x00\x00\x01\x00", "ICO"), (0, b"P4", "PPM"), (0, b"P5", "PPM"), (0, b"P6", "PPM"),
-)
-"""``(offset, bytes, format)`` signatures of the raster formats accepted over HTTP."""
+from monitor.imaging.decode import RASTER_FORMATS
+from monitor.imaging.sniff import HEAD_BYTES, pillow_format, sniff
+from monitor.outcome.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, target_body, verify
 
 
 def state_of(request: Request) -> AppState:
@@ -37,20 +29,24 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes.
 
     Checks ``Content-Length`` first, then counts while reading (a client may
-    lie or use chunked encoding). Raises ``HTTPException(413)``.
+    lie or use chunked encoding).
+
+    Raises:
+        InputTooLarge: more than ``limit`` bytes (413).
+        HTTPException: 400 when ``Content-Length`` is not a number.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise HTTPException(413, f"body of {declared} bytes; the limit is {limit}")
+                raise InputTooLarge(f"body of {declared} bytes; the limit is {limit}")
         except ValueError:
             raise HTTPException(400, "Content-Length is not a number") from None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+            raise InputTooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # lets request.form()/json() reuse what was read
@@ -59,6 +55,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def check_signature(request: Request, body: bytes) -> None:
     """Refuse with 401 unless the request carries a valid signature (when required).
+
+    Raises:
+        SignatureError: missing, malformed, stale or wrong signature (401).
 
     The signed message is ``timestamp + "." + body``; a body-less request signs
     ``METHOD path[?query]`` instead (see :mod:`monitor.outcome.signing`).
@@ -72,8 +71,7 @@ def check_signature(request: Request, body: bytes) -> None:
         verify(state.secret, request.headers.get(TIMESTAMP_HEADER),
                request.headers.get(SIGNATURE_HEADER), payload, server.signature_tolerance)
     except SignatureError as exc:
-        raise HTTPException(401, f"bad signature: {exc}",
-                            headers={"WWW-Authenticate": "HMAC-SHA256"}) from None
+        raise SignatureError(f"bad signature: {exc}") from None
 
 
 async def signed(request: Request) -> None:
@@ -82,32 +80,30 @@ async def signed(request: Request) -> None:
     check_signature(request, body)
 
 
-def sniff_image(data: bytes, max_pixels: int | None = None) -> str:
-    """The raster format of ``data`` by magic bytes, confirmed by Pillow reading the header.
+def sniff_image(data: bytes) -> str:
+    """The Pillow format of ``data`` by magic bytes (:mod:`monitor.imaging.sniff`),
+    confirmed by Pillow reading the header. Pixels are not decoded here; the worker's
+    safe decode records corrupt or oversized images.
 
-    Raises ``HTTPException(415)`` for empty bodies, unknown magic (HTML, SVG,
-    PDF, text, ...) and headers Pillow cannot parse. Pixels are not decoded
-    here; the worker's safe decode records corrupt or oversized images.
+    Raises:
+        EmptyInput: zero bytes (415).
+        UnsupportedFormat: unknown magic (HTML, SVG, PDF, text, ...), a header Pillow
+            cannot parse, or no pixels (415).
+        ImageTooLarge: the header claims a decompression bomb (413).
     """
     if not data:
-        raise HTTPException(415, "empty body: 0 bytes is not an image")
-    fmt = next((f for off, magic, f in MAGIC if data[off:off + len(magic)] == magic), None)
+        raise EmptyInput("empty body: 0 bytes is not an image")
+    fmt = pillow_format(sniff(data[:HEAD_BYTES]))
     if fmt is None:
-        raise HTTPException(415, "not a supported image (JPEG, PNG, GIF, WebP, BMP, TIFF, "
-                                 "AVIF, ICO, PPM by magic bytes)")
+        raise UnsupportedFormat("not a supported image (JPEG, PNG, GIF, WebP, BMP, TIFF, "
+                                "AVIF, ICO, PPM by magic bytes)")
     try:
         with Image.open(io.BytesIO(data), formats=RASTER_FORMATS) as im:
             width, height = im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"decompression bomb refused: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise HTTPException(415, f"unreadable {fmt} header: {exc}") from None
+        raise UnsupportedFormat(f"unreadable {fmt} header: {exc}") from None
     if width <= 0 or height <= 0:
-        raise HTTPException(415, f"{fmt} image with no pixels")
+        raise UnsupportedFormat(f"{fmt} image with no pixels")
     return fmt
-
-
-def store_upload(data_dir: Path, sha256: str, data: bytes) -> str:
-    """Keep uploaded bytes until checked; returns the path relative to ``data_dir``."""
-    rel = f"uploads/{sha256[:2]}/{sha256}"
-    if not (data_dir / rel).exists():
-        atomic_write(data_dir / rel, data)
-    return rel

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
-from sqlalchemy import select
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.intake import check_signature, read_body, sniff_image, state_of
 from monitor.daemon.state import AppState
-from monitor.errors import DecodeError, NotFound
-from monitor.imaging.decode import decode_bytes
-from monitor.matching.rules import overall
+from monitor.errors import InvalidRequest
 from monitor.outcome.jsonl import result_json
-from monitor.store.models import ProtectedImage
-from monitor.types import CheckResult
+from monitor.services.check import CandidateInput, check_one
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -48,7 +44,7 @@ async def search(request: Request, collection: str | None = None) -> dict[str, A
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise HTTPException(422, "multipart search needs a 'file' part")
+            raise InvalidRequest("multipart search needs a 'file' part")
         data = await upload.read()
         name = upload.filename or name
         field = form.get("collection")
@@ -58,35 +54,11 @@ async def search(request: Request, collection: str | None = None) -> dict[str, A
     return await run_in_threadpool(_search, st, data, name, collection)
 
 
-def _allowed(st: AppState, collection: str | None) -> set[int] | None:
-    if not collection:
-        return None
-    with st.ws.session() as s:
-        coll = st.ws.collection(s, collection)
-        if coll is None:
-            raise NotFound(collection)
-        q = select(ProtectedImage.id).where(ProtectedImage.collection_id == coll.id)
-        return set(s.execute(q).scalars().all())
-
-
 def _search(st: AppState, data: bytes, name: str, collection: str | None) -> dict[str, Any]:
+    """The one check pipeline with recording off, under the gallery's read lock."""
     sniff_image(data)
-    ws = st.ws
-    try:
-        decoded = decode_bytes(data, ws.limits)
-    except DecodeError as exc:
-        raise HTTPException(415, f"{exc.code}: {exc}") from None
-    try:
-        allowed = _allowed(st, collection)
-    except NotFound:
-        raise HTTPException(404, f"no collection named {collection!r}") from None
-    engine = ws.engine()
+    item = CandidateInput(name, data=data)
     with st.gallery_lock.read():
-        vectors = engine.embed([decoded])
-        found = engine.match(decoded, None if vectors is None else vectors[0], allowed)
-        info = ws.gallery_info()
-    outcomes = [o for m in found if m.gallery_id in info
-                and (o := ws.rules.judge(m, info[m.gallery_id][1], name))]
-    result = CheckResult(name, decoded.sha256, overall(outcomes), outcomes)
+        result = check_one(st.ws, item, collection, record=False)
+        info = st.ws.gallery_info()
     return result_json(result, info)
-

@@ -27,28 +27,18 @@ in the ``check --format jsonl`` shape. Uploads are checked as candidates named
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from monitor.api.intake import (
-    check_signature,
-    read_body,
-    signed,
-    sniff_image,
-    state_of,
-    store_upload,
-)
+from monitor.api.intake import check_signature, read_body, signed, sniff_image, state_of
 from monitor.daemon.state import AppState
 from monitor.daemon.worker import load_result
-from monitor.store import queue
-
-RETRY_AFTER = 5
-"""Seconds a client told 429 should wait before retrying."""
+from monitor.errors import InvalidRequest, MonitorError, UnsupportedFormat
+from monitor.services import submissions
 
 OUTCOMES = {401: "unauthorized", 409: "conflict", 413: "too_large", 415: "unsupported",
             429: "queue_full"}
@@ -117,8 +107,8 @@ async def submit(request: Request, response: Response) -> Accepted:
             out = await run_in_threadpool(_prepare_upload, st, data, page_url, meta, key)
         if isinstance(out, dict):
             out = await _enqueue(st, out)
-    except HTTPException as exc:
-        st.metrics.submissions.labels(OUTCOMES.get(exc.status_code, "invalid")).inc()
+    except MonitorError as exc:
+        st.metrics.submissions.labels(OUTCOMES.get(exc.http_status, "invalid")).inc()
         raise
     st.metrics.submissions.labels("duplicate" if out.duplicate else "accepted").inc()
     response.headers["Location"] = f"/v1/submissions/{out.id}"
@@ -129,7 +119,7 @@ def _parse_json(body: bytes) -> UrlSubmission:
     try:
         return UrlSubmission.model_validate_json(body)
     except ValidationError as exc:
-        raise HTTPException(422, f"invalid JSON submission: {exc.errors()[0]['msg']}") from None
+        raise InvalidRequest(f"invalid JSON submission: {exc.errors()[0]['msg']}") from None
 
 
 async def _parse_upload(request: Request, ctype: str, body: bytes
@@ -137,12 +127,12 @@ async def _parse_upload(request: Request, ctype: str, body: bytes
     if ctype.startswith("image/") or ctype == "application/octet-stream":
         return body, None, {}
     if ctype != "multipart/form-data":
-        raise HTTPException(415, f"unsupported Content-Type {ctype or '(none)'}: send "
-                                 "multipart/form-data, application/json or image/*")
+        raise UnsupportedFormat(f"unsupported Content-Type {ctype or '(none)'}: send "
+                                "multipart/form-data, application/json or image/*")
     form = await request.form()
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
-        raise HTTPException(422, "multipart submission needs a 'file' part")
+        raise InvalidRequest("multipart submission needs a 'file' part")
     data = await upload.read()
     page_url = form.get("page_url")
     meta_text = form.get("metadata") or "{}"
@@ -151,54 +141,33 @@ async def _parse_upload(request: Request, ctype: str, body: bytes
         if not isinstance(meta, dict):
             raise ValueError("not an object")
     except ValueError:
-        raise HTTPException(422, "'metadata' must be a JSON object") from None
+        raise InvalidRequest("'metadata' must be a JSON object") from None
     if getattr(upload, "filename", None):
         meta.setdefault("filename", upload.filename)
     return data, page_url if isinstance(page_url, str) else None, meta
 
 
-def _queue_full() -> HTTPException:
-    return HTTPException(429, "queue is full; retry later",
-                         headers={"Retry-After": str(RETRY_AFTER)})
-
-
 def _prepare_upload(st: AppState, data: bytes, page_url: str | None, meta: dict[str, Any],
                     key: str | None) -> Accepted | dict[str, Any]:
-    """Sniff, hash and store an upload; an existing job, or the enqueue request to make."""
-    sniff_image(data)
-    sha = hashlib.sha256(data).hexdigest()
-    existing = queue.find_existing(st.ws.db, idempotency_key=key or f"sha256:{sha}",
-                                   sha256=sha)
-    if existing is not None:
-        if key and existing.idempotency_key == key and existing.sha256 != sha:
-            raise HTTPException(409, "Idempotency-Key already used for a different body")
-        return Accepted(id=existing.id, status=existing.status, duplicate=True)
-    if st.depth() >= st.settings.server.queue_max:  # cheap pre-check; enqueue decides
-        raise _queue_full()
-    rel = store_upload(st.ws.data_dir, sha, data)
-    return dict(kind="submission", page_url=page_url, path=rel, metadata=meta, sha256=sha,
-                idempotency_key=key, max_depth=st.settings.server.queue_max)
+    fmt = sniff_image(data)
+    out = submissions.prepare_upload(st.ws, data, fmt, page_url, meta, key, st.depth())
+    return _accepted(out)
 
 
 def _prepare_url(st: AppState, sub: UrlSubmission, key: str | None
                  ) -> Accepted | dict[str, Any]:
-    url = str(sub.url)
-    if key:
-        existing = queue.find_existing(st.ws.db, idempotency_key=key)
-        if existing is not None:
-            if existing.url != url:
-                raise HTTPException(409, "Idempotency-Key already used for a different body")
-            return Accepted(id=existing.id, status=existing.status, duplicate=True)
-    return dict(kind="submission", url=url, page_url=sub.page_url, metadata=sub.metadata,
-                idempotency_key=key, dedupe_location=True,
-                max_depth=st.settings.server.queue_max)
+    out = submissions.prepare_url(st.ws, str(sub.url), sub.page_url, sub.metadata, key)
+    return _accepted(out)
+
+
+def _accepted(out: submissions.Existing | dict[str, Any]) -> Accepted | dict[str, Any]:
+    if isinstance(out, submissions.Existing):
+        return Accepted(id=out.id, status=out.status, duplicate=True)
+    return out
 
 
 async def _enqueue(st: AppState, request: dict[str, Any]) -> Accepted:
-    try:
-        res = await st.enqueue(**request)
-    except queue.QueueFull:
-        raise _queue_full() from None
+    res = await st.enqueue(**request)
     if res.created:
         st.bump_depth()
         st.wake.set()
@@ -210,9 +179,7 @@ async def _enqueue(st: AppState, request: dict[str, Any]) -> Accepted:
 def submission_status(job_id: str, request: Request) -> SubmissionStatus:
     """A submission's state; ``result`` (``check --format jsonl`` shape) once it is done."""
     st = state_of(request)
-    job = queue.get(st.ws.db, job_id)
-    if job is None:
-        raise HTTPException(404, f"no submission {job_id}")
+    job = submissions.get_submission(st.ws, job_id)
     return SubmissionStatus(
         id=job.id, status=job.status, kind=job.kind, source=job.source, url=job.url,
         page_url=job.page_url, sha256=job.sha256, metadata=json.loads(job.metadata_json or "{}"),

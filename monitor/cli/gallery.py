@@ -6,15 +6,14 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from monitor.cli import view
+import monitor.cli.view as view
+from monitor.cli.context import err, out
 from monitor.errors import MonitorError
 from monitor.services.workspace import Workspace
 
 gallery = typer.Typer(help="Manage the protected gallery.", no_args_is_help=True)
-out, err = Console(), Console(stderr=True)
 
 
 def _parse_meta(items: list[str]) -> dict[str, str]:
@@ -28,7 +27,8 @@ def _parse_meta(items: list[str]) -> dict[str, str]:
 
 
 def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Callable) -> None:
-    """Attach the ``gallery`` group to ``app``."""
+    """Attach the ``gallery`` group to ``app``; its commands open ``workspace()`` and are
+    wrapped in ``guarded`` (see :mod:`monitor.cli.context`)."""
 
     @gallery.command("add")
     @guarded

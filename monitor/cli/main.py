@@ -1,29 +1,32 @@
-"""Command line: ``monitor`` (Typer). Thin: every command calls the service layer."""
+"""Command line: ``monitor`` (Typer). Thin: every command calls the service layer.
+
+The shared context (``--config``, :func:`~monitor.cli.context.workspace`,
+:func:`~monitor.cli.context.guarded`, consoles) is :mod:`monitor.cli.context`; the
+``gallery``, ``violations``/``alerts`` and ``serve`` commands come from their modules'
+``register(app, workspace, guarded)``.
+"""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime
 from enum import StrEnum
-from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from monitor.cli import gallery as cli_gallery
-from monitor.cli import serve as cli_serve
-from monitor.cli import view
-from monitor.cli import violations as cli_violations
-from monitor.config import default_toml, load_settings
-from monitor.errors import MonitorError, NotFound
-from monitor.services.workspace import DEFAULT_RULES, Workspace
+import monitor.cli.gallery as cli_gallery
+import monitor.cli.serve as cli_serve
+import monitor.cli.view as view
+import monitor.cli.violations as cli_violations
+from monitor.cli.context import err, guarded, set_config, state, workspace
+from monitor.config import default_toml
+from monitor.errors import NotFound
+from monitor.services.workspace import DEFAULT_RULES
 
 app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-err = Console(stderr=True)
-state: dict[str, Path | None] = {"config": None}
 
 
 class Format(StrEnum):
@@ -33,28 +36,11 @@ class Format(StrEnum):
     jsonl = "jsonl"
 
 
-def workspace() -> Workspace:
-    """The workspace for this invocation (config from --config or MONITOR_CONFIG)."""
-    return Workspace(load_settings(state["config"]))
-
-
-def guarded(fn):
-    """Turn a :class:`MonitorError` into a one-line message and exit code 2."""
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MonitorError as exc:
-            err.print(f"[bold red]error[/] ({exc.code}): {exc}")
-            raise typer.Exit(2) from None
-    return wrapper
-
-
 @app.callback()
 def main(config: Annotated[Path | None, typer.Option(
         help="config.toml to use (default: $MONITOR_CONFIG or ./config.toml).")] = None) -> None:
     """monitor: perceptual hash, CLIP and local-feature copy detection."""
-    state["config"] = config
+    set_config(config)
 
 
 cli_gallery.register(app, workspace, guarded)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from monitor.cli.context import config_file
 from monitor.services.workspace import Workspace
 
 
@@ -23,10 +24,6 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="Queue worker threads (server.workers).")] = None,
     ) -> None:
         """Run the daemon: HTTP API, scheduled sources and queue workers, until SIGTERM."""
-        from monitor.cli.main import state
-        from monitor.config import config_path
         from monitor.daemon import serve as run
 
-        path = state["config"] or config_path()
-        raise typer.Exit(run(workspace(), str(path.expanduser().absolute()), host, port,
-                             workers))
+        raise typer.Exit(run(workspace(), str(config_file()), host, port, workers))

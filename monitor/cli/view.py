@@ -6,15 +6,14 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlmodel import select
 
 from monitor.outcome.jsonl import result_json
 from monitor.services.workspace import Workspace
-from monitor.store.models import Candidate, ProtectedImage, Scan, Violation
 from monitor.types import CheckResult, Verdict
 
 out = Console()
@@ -87,7 +86,14 @@ def _evidence(m) -> str:
     return "; ".join(parts)
 
 
-def scan_summary(console: Console, scan: Scan, results: list[CheckResult]) -> None:
+class ScanFacts(Protocol):
+    """What :func:`scan_summary` reads of a scan (a ``Scan`` row of the store)."""
+
+    id: int | None
+    stages_note: str
+
+
+def scan_summary(console: Console, scan: ScanFacts, results: list[CheckResult]) -> None:
     """One line: the scan's counts and any stage note."""
     console.print(f"scan {scan.id}: {len(results)} candidates, "
                   f"{sum(r.verdict == Verdict.VIOLATION for r in results)} violations, "
@@ -95,27 +101,6 @@ def scan_summary(console: Console, scan: Scan, results: list[CheckResult]) -> No
                   f"{sum(r.verdict == Verdict.ERROR for r in results)} errors")
     if scan.stages_note:
         console.print(f"[yellow]note[/]: {scan.stages_note}")
-
-
-def violations(ws: Workspace, status: str | None, jsonl: bool) -> None:
-    """List violations, newest first."""
-    with ws.session() as s:
-        q = (select(Violation, Candidate, ProtectedImage).join(Candidate)
-             .join(ProtectedImage, Violation.protected_id == ProtectedImage.id)
-             .order_by(Violation.id.desc()))
-        if status:
-            q = q.where(Violation.status == status)
-        rows = s.exec(q).all()
-    table = Table("id", "status", "verdict", "rule", "candidate", "protected")
-    for v, c, p in rows:
-        if jsonl:
-            print(json.dumps({"id": v.id, "status": v.status, "verdict": v.verdict,
-                              "rule": v.rule, "severity": v.severity, "candidate": c.source,
-                              "candidate_sha256": c.sha256, "protected": p.path,
-                              "created_at": v.created_at.isoformat()}))
-        table.add_row(str(v.id), v.status, v.verdict, v.rule, c.source, p.path)
-    if not jsonl:
-        out.print(table)
 
 
 def doctor(console: Console, config: Path | None) -> bool:

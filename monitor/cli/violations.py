@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import select
 
 from monitor.errors import ConfigError
 from monitor.services.workspace import Workspace
@@ -54,12 +53,11 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     ) -> None:
         """List violations and review items, newest first."""
         from monitor.outcome.exports import item_row
-        from monitor.outcome.items import query_items
+        from monitor.services.violations import list_items
 
         ws = workspace()
-        with ws.session() as s:
-            items = query_items(s, collection=collection, status=status, severity=severity)
-        items.sort(key=lambda i: -i.violation_id)
+        items = list_items(ws, collection=collection, status=status, severity=severity,
+                           order="newest")
         if format == ListFormat.jsonl:
             for i in items:
                 print(json.dumps(item_row(ws, i), ensure_ascii=False), flush=True)
@@ -79,15 +77,12 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     @guarded
     def show(violation_id: Annotated[int, typer.Argument(help="Violation id.")]) -> None:
         """Show one violation: evidence, where it was found, alerts and the audit trail."""
-        from monitor.outcome.items import get_item
         from monitor.outcome.templating import when
-        from monitor.services.review import history
-        from monitor.store.models import Alert
+        from monitor.services.violations import alerts_of, get_item, history
 
         ws = workspace()
-        with ws.session() as s:
-            item = get_item(s, violation_id)
-            sent = s.exec(select(Alert).where(Alert.violation_id == violation_id)).all()
+        item = get_item(ws, violation_id)
+        sent = alerts_of(ws, violation_id)
         facts = Table.grid(padding=(0, 2))
         rows = [
             ("violation", f"#{item.violation_id} {item.verdict} ({item.severity}), rule "
@@ -153,15 +148,13 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     def send() -> None:
         """Send pending immediate alerts that are due; failures are retried later."""
         from monitor.outcome.notify import send_pending_alerts
-        from monitor.store.models import Alert
+        from monitor.services.violations import pending_alerts
 
         ws = workspace()
         if not ws.settings.smtp.host:
             raise ConfigError("smtp.host is not set; e-mail is disabled")
         n = send_pending_alerts(ws)
-        with ws.session() as s:
-            waiting = s.exec(select(Alert).where(Alert.kind == "immediate",
-                                                 Alert.status == "pending")).all()
+        waiting = pending_alerts(ws, "immediate")
         typer.echo(f"sent {n} alert(s); {len(waiting)} pending")
         for a in waiting:
             if a.error:

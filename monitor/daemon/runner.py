@@ -41,19 +41,24 @@ MAINTENANCE_EVERY = 30.0
 LEASE_SECONDS = 300.0
 """How long a worker holds a job before it may be taken again (seconds)."""
 
+HTTP_APP = "monitor.api:create_app"
+"""The ASGI application factory served over HTTP, as an import string (the form
+``uvicorn --factory`` takes); it is called with the daemon's :class:`AppState`. The
+daemon layer names the HTTP face but does not import it."""
+
 
 class Daemon:
     """The running parts of ``monitor serve``; :meth:`start`, then :meth:`run_until_stopped`."""
 
     def __init__(self, ws: Workspace, config_path: str, host: str | None = None,
                  port: int | None = None, workers: int | None = None,
-                 grace: float = 30.0) -> None:
+                 grace: float = 30.0, app_factory: str = HTTP_APP) -> None:
         server = ws.settings.server
         self.ws, self.config_path = ws, config_path
         self.host = host or server.host
         self.port = server.port if port is None else port
         self.n_workers = server.workers if workers is None else workers
-        self.grace = grace
+        self.grace, self.app_factory = grace, app_factory
         self.stop = threading.Event()
         self.bound_port: int | None = None
 
@@ -66,7 +71,8 @@ class Daemon:
             StageUnavailable: a required stage cannot load.
             OSError: the address cannot be bound.
         """
-        from monitor.api import create_app
+        from uvicorn.importer import import_from_string
+
         from monitor.daemon.metrics import Metrics
         from monitor.daemon.schedule import build_scheduler, sync_sources
         from monitor.daemon.state import AppState
@@ -100,7 +106,7 @@ class Daemon:
         self.workers.start()
         self.sender.start()
         threading.Thread(target=self._maintenance, name="maintenance", daemon=True).start()
-        self._start_http(create_app(self.state))
+        self._start_http(import_from_string(self.app_factory)(self.state))
 
     def _start_http(self, app) -> None:
         import uvicorn

@@ -5,7 +5,8 @@ Each enabled ``[[sources]]`` entry with a ``cron`` (5 fields, UTC) or
 ``apscheduler_jobs`` table of the same database, so schedules and their next
 run times survive restarts. Missed runs are coalesced into one and still run
 when at most :data:`MISFIRE_GRACE` seconds late (e.g. after downtime). A job
-only *queues* work (:func:`enqueue_source`); the queue workers check it.
+only *queues* work (:func:`enqueue_source`, one recorded scan per run); the queue
+workers check it, fetching each image conditionally like ``monitor scan SOURCE``.
 
 APScheduler pickles job arguments, so jobs get plain values (the config path
 and the source name) and reopen the workspace themselves.
@@ -25,9 +26,12 @@ from sqlalchemy import Engine
 
 from monitor.config import Settings
 from monitor.config.daemon import SourceSettings
+from monitor.intake.crawl.base import CrawlLog
+from monitor.services.scans import close_if_idle
+from monitor.services.sources import discover
 from monitor.services.workspace import Workspace
 from monitor.store import queue
-from monitor.store.models import Scan
+from monitor.store import scans as scans_repo
 
 log = logging.getLogger("monitor.schedule")
 
@@ -48,6 +52,8 @@ def enqueue_source(config_path: str, source_name: str) -> int:
     try:
         return queue_source(ws, source_name)
     finally:
+        if "fetcher" in ws.__dict__:  # opened (a web source): close its connections
+            ws.fetcher.close()
         ws.db.dispose()
 
 
@@ -63,40 +69,42 @@ def send_digest_job(config_path: str) -> None:
         ws.db.dispose()
 
 
-def _discover(ws: Workspace, source: SourceSettings):
-    try:
-        from monitor.intake.crawl import discover
-    except ImportError:
-        if source.kind != "folder":
-            raise
-        from monitor.intake.inputs import expand  # folder sources need no crawler
-
-        return ((i.location, None) for i in expand([str(ws.settings.path(source.location))]))
-    return ((d.location, d.page_url) for d in discover(ws, source))
-
-
 def queue_source(ws: Workspace, source_name: str) -> int:
-    """Record a scan of the source and queue one job per image found (not already queued)."""
-    from monitor.daemon.worker import close_scan_if_done
+    """Run discovery of source ``source_name`` as one scan and queue one job per image
+    found (``file`` jobs for a folder source, ``crawl`` jobs otherwise; one already
+    queued for the same place is reused). Jobs are queued in one transaction once
+    discovery is over, so the workers cannot close the scan half-way; they close it
+    (:func:`monitor.services.scans.close_if_idle`) when its last job is done. A scan
+    that found nothing new is closed here.
 
+    Returns:
+        The number of jobs created (0 for an unknown or disabled source).
+
+    Raises:
+        Exception: whatever stops discovery, after marking the scan ``failed``.
+    """
     source = ws.settings.source(source_name)
     if source is None or not source.enabled:
         log.warning("source %r is not configured or disabled; nothing queued", source_name)
         return 0
     with ws.session() as s:
-        scan = Scan(source=source.name, kind=source.kind)
-        s.add(scan)
-        s.commit()
-    created = 0
+        scan = scans_repo.open_scan(s, source.name, source.kind)
+    found = CrawlLog()
+    try:
+        items = list(discover(ws, source, found))
+    except Exception as exc:
+        with ws.session() as s:
+            scans_repo.close_scan(s, scan.id, "failed", note=f"{type(exc).__name__}: {exc}")
+        raise
+    with ws.session() as s:
+        scans_repo.record_discovery(s, scan.id, found.summary(), len(found.errors))
     kind = "file" if source.kind == "folder" else "crawl"
-    for n, (location, page_url) in enumerate(_discover(ws, source)):
-        if n >= source.max_images:
-            break
-        where = {"path": location} if kind == "file" else {"url": location}
-        res = queue.enqueue(ws.db, kind, source=source.name, page_url=page_url,
-                            scan_id=scan.id, dedupe_location=True, **where)
-        created += res.created
-    close_scan_if_done(ws, scan.id)
+    where = "path" if kind == "file" else "url"
+    requests = [{"kind": kind, "source": source.name, "page_url": d.page_url,
+                 "scan_id": scan.id, "dedupe_location": True, where: d.location}
+                for d in items]
+    created = sum(r.created for r in queue.enqueue_many(ws.db, requests)) if requests else 0
+    close_if_idle(ws, scan.id, stages=False)
     log.info("source %s: %d job(s) queued (scan %s)", source.name, created, scan.id)
     return created
 

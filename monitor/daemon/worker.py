@@ -5,7 +5,13 @@ sha256, matches by candidate × protected image, violations by match), so a
 job re-run after a crash updates the same rows instead of duplicating them:
 every accepted submission is checked *effectively once*. The result JSON (the
 ``check --format jsonl`` shape) is written to ``<data>/results/<id[:2]>/<id>.json``
-before the job is marked done, so ``done`` always has a result to show.
+before the job is marked done, so a ``done`` check always has a result to show.
+
+Jobs found by a scheduled source (``crawl``, ``file``) are fetched like ``monitor scan
+SOURCE`` does (conditional GET; an unchanged image is not re-checked, its job is done
+with the existing candidate's id and no result JSON). When a scan's last job is done
+(or has failed for good) the worker closes the scan with its counts
+(:func:`monitor.services.scans.close_if_idle`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from monitor.daemon.state import AppState
 from monitor.errors import FetchError
+from monitor.intake.crawl.base import Discovered
 from monitor.outcome.jsonl import result_json
+from monitor.services.check import CandidateInput, check_one
+from monitor.services.scans import close_if_idle
+from monitor.services.sources import fetch_or_touch
 from monitor.services.workspace import Workspace
 from monitor.store import queue
-from monitor.store.models import Candidate, Job, Scan, utcnow
+from monitor.store.models import Job
 from monitor.types import CheckResult, Verdict
 
 log = logging.getLogger("monitor.worker")
@@ -47,35 +55,51 @@ def load_result(ws: Workspace, job_id: str) -> dict[str, Any] | None:
         return None
 
 
-def candidate_input(ws: Workspace, job: Job):
-    """The :class:`~monitor.services.check.CandidateInput` a job stands for.
+def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
+    """The :class:`~monitor.services.check.CandidateInput` a job stands for, or the id of
+    the settled candidate it found unchanged.
 
-    Uploads are named ``upload:<sha256>``; URLs and files by themselves.
+    Uploads are named ``upload:<sha256>`` and read from the data folder (the sha256 hashed
+    at intake, written content-addressed, travels with them: not hashed again); a URL
+    submission is fetched in full by the checker. ``crawl`` and ``file`` jobs (found by
+    a source) go through :func:`monitor.services.sources.fetch_or_touch`, as in
+    ``monitor scan SOURCE``: a URL is fetched conditionally and an image that answers
+    304 and was already settled is not re-checked (its id is returned).
     """
-    from monitor.services.check import CandidateInput
-
     source_name = job.source
-    if job.path and job.kind == "submission":
-        item = CandidateInput(f"upload:{job.sha256}", page_url=job.page_url,
-                              source_name=source_name)
-        try:
-            item.data = (ws.data_dir / job.path).read_bytes()
-        except OSError as exc:
-            item.error = FetchError(f"uploaded bytes are gone: {exc}")
-        return item
-    return CandidateInput(job.url or job.path or "", page_url=job.page_url,
-                          source_name=source_name)
+    if job.kind == "submission":
+        if job.path:
+            item = CandidateInput(f"upload:{job.sha256}", page_url=job.page_url,
+                                  source_name=source_name, sha256=job.sha256)
+            try:
+                item.data = (ws.data_dir / job.path).read_bytes()
+            except OSError as exc:
+                item.error = FetchError(f"uploaded bytes are gone: {exc}")
+            return item
+        return CandidateInput(job.url or "", page_url=job.page_url, source_name=source_name)
+    return fetch_or_touch(ws, Discovered(job.url or job.path or "", job.page_url), source_name)
 
 
-def run_job(st: AppState, job: Job) -> CheckResult:
-    """Check the job's candidate under the gallery read lock and store its result JSON."""
-    from monitor.services.check import check_one
+def run_job(st: AppState, job: Job) -> CheckResult | int:
+    """Check the job's candidate under the gallery read lock and store its result JSON.
 
+    The bytes are had first, outside the lock (see :func:`candidate_input`).
+
+    Returns:
+        The check's result, or the candidate id of an unchanged image (not re-checked,
+        no result JSON written).
+
+    Raises:
+        Exception: anything that stops the check (the caller records it on the job).
+    """
     ws = st.ws
+    item = candidate_input(ws, job)
+    if isinstance(item, int):
+        return item
     src = ws.settings.source(job.source) if job.kind != "submission" else None
     collection = (src.collection or None) if src else None
     with st.gallery_lock.read():
-        result = check_one(ws, candidate_input(ws, job), collection, scan_id=job.scan_id)
+        result = check_one(ws, item, collection, scan_id=job.scan_id)
         doc = result_json(result, ws.gallery_info())
     _write_result(result_path(ws, job.id), json.dumps(doc).encode())
     return result
@@ -88,27 +112,6 @@ def _write_result(path: Path, payload: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{threading.get_ident()}")
     tmp.write_bytes(payload)
     os.replace(tmp, path)
-
-
-def close_scan_if_done(ws: Workspace, scan_id: int | None) -> None:
-    """Mark a source run finished (with counts) once none of its jobs is active."""
-    if scan_id is None:
-        return
-    with ws.session() as s:
-        active = s.execute(select(func.count()).select_from(Job).where(
-            Job.scan_id == scan_id, Job.status.in_(queue.ACTIVE))).scalar_one()
-        scan = s.get(Scan, scan_id)
-        if active or scan is None or scan.status != "running":
-            return
-        rows = s.execute(select(Candidate.verdict, func.count()).where(
-            Candidate.scan_id == scan_id).group_by(Candidate.verdict)).all()
-        n = {v: c for v, c in rows}
-        scan.errors = n.get(Verdict.ERROR.value, 0)
-        scan.violations = n.get(Verdict.VIOLATION.value, 0)
-        scan.checked = sum(n.values()) - scan.errors
-        scan.finished_at, scan.status = utcnow(), "finished"
-        s.add(scan)
-        s.commit()
 
 
 class Workers:
@@ -175,19 +178,32 @@ class Workers:
         db, metrics = self.st.ws.db, self.st.metrics
         start = time.perf_counter()
         try:
-            result = run_job(self.st, job)
+            outcome = run_job(self.st, job)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             status = queue.fail(db, job, f"{type(exc).__name__}: {exc}")
             log.warning("%s: job %s failed (%s): %s", name, job.id, status, exc)
             metrics.checks.labels("failed").inc()
+            if status == "error":  # its last attempt: the scan may be complete now
+                self._close_scan(job)
             return
-        metrics.check_seconds.observe(time.perf_counter() - start)
-        metrics.checks.labels(result.verdict.value).inc()
-        if queue.complete(db, job, result.candidate_id):
+        if isinstance(outcome, int):  # unchanged since last seen: not re-checked
+            candidate_id, verdict = outcome, None
+        else:
+            candidate_id, verdict = outcome.candidate_id, outcome.verdict
+            metrics.check_seconds.observe(time.perf_counter() - start)
+            metrics.checks.labels(verdict.value).inc()
+        if queue.complete(db, job, candidate_id):
             self._cleanup(job)
-            close_scan_if_done(self.st.ws, job.scan_id)
-        if result.verdict == Verdict.VIOLATION and self.on_violation:
+            self._close_scan(job)
+        if verdict == Verdict.VIOLATION and self.on_violation:
             self.on_violation()
+
+    def _close_scan(self, job: Job) -> None:
+        """Close the job's scan if this was its last active job (errors are logged)."""
+        try:
+            close_if_idle(self.st.ws, job.scan_id)
+        except Exception:  # noqa: BLE001 - a scan left running must not stop the worker
+            log.exception("closing scan %s failed", job.scan_id)
 
     def _cleanup(self, job: Job) -> None:
         if job.kind == "submission" and job.path and job.path.startswith("uploads/"):

@@ -40,17 +40,13 @@ from monitor.errors import (
 from monitor.imaging.colour import grey_or_rgb, rgb
 from monitor.imaging.colour import onto_white as _onto_white  # noqa: F401 (tests)
 from monitor.imaging.colour import to_rgb as _to_rgb
+from monitor.imaging.sniff import document_kind
 from monitor.imaging.trim import TRIM_SIDE, content_box
 
 T = TypeVar("T")
 
 RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF", "ICO", "PPM", "TGA")
 """Formats Pillow may open; anything else (EPS, PDF, PSD, ...) is refused."""
-
-_TEXT_SNIFF = (
-    (b"<svg", "SVG"), (b"<?xml", "XML/SVG"), (b"<!doctype html", "HTML"), (b"<html", "HTML"),
-    (b"%pdf", "PDF"), (b"{", "JSON"), (b"<", "markup"),
-)
 
 
 @dataclass(frozen=True)
@@ -192,14 +188,6 @@ class DecodedImage:
         return self._cache[key]
 
 
-def _sniff_text(data: bytes) -> str | None:
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    for prefix, kind in _TEXT_SNIFF:
-        if head.startswith(prefix):
-            return kind
-    return None
-
-
 def _shrink(im: Image.Image, side: int) -> Image.Image:
     """RGB reduced to a longest side of ``side`` pixels.
 
@@ -222,8 +210,10 @@ def _shrink(im: Image.Image, side: int) -> Image.Image:
     return _to_rgb(im)
 
 
-def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:
-    """Decode ``data`` into a :class:`DecodedImage`.
+def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits(),
+                 sha256: str | None = None) -> DecodedImage:
+    """Decode ``data`` into a :class:`DecodedImage`; ``sha256`` is its hex digest when the
+    caller computed it already (else computed here).
 
     Raises:
         EmptyInput: zero bytes.
@@ -236,7 +226,7 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
         raise EmptyInput("empty input: 0 bytes")
     if len(data) > limits.max_bytes:
         raise InputTooLarge(f"input is {len(data)} bytes; the limit is {limits.max_bytes}")
-    kind = _sniff_text(data)
+    kind = document_kind(data)
     if kind:
         raise UnsupportedFormat(f"not a raster image: looks like {kind}")
     try:
@@ -245,7 +235,7 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
             # Pillow advises the RGBA conversion that _to_rgb performs anyway
             warnings.filterwarnings("ignore", message="Palette images with Transparency")
             im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
-            return _decode_opened(im, data, limits)
+            return _decode_opened(im, data, limits, sha256)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"decompression bomb refused: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -254,7 +244,8 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
         raise CorruptImage(f"corrupt or truncated image: {exc}") from exc
 
 
-def _decode_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> DecodedImage:
+def _decode_opened(im: Image.Image, data: bytes, limits: DecodeLimits,
+                   sha256: str | None) -> DecodedImage:
     width, height = im.size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
@@ -279,7 +270,7 @@ def _decode_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> Decode
         im = _to_rgb(im)
     return DecodedImage(
         image=im, width=width, height=height, format=fmt, frames=frames,
-        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+        sha256=sha256 or hashlib.sha256(data).hexdigest(), size_bytes=len(data),
         reference=reference, work_side=side,
     )
 

@@ -1,6 +1,6 @@
 """Network guard for :class:`monitor.intake.fetcher.Fetcher`: an httpx transport that resolves
 each host itself and connects only to addresses the SSRF policy
-(:class:`monitor.intake.inputs.AddressPolicy`) allows, on the DNS answer actually used."""
+(:class:`monitor.intake.address_policy.AddressPolicy`) allows, on the DNS answer actually used."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import socket
 import httpcore
 import httpx
 
-from monitor.intake.inputs import AddressPolicy
+from monitor.intake.address_policy import AddressPolicy
 
 
 class _GuardedBackend(httpcore.SyncBackend):

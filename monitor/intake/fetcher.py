@@ -9,8 +9,9 @@ limits hold across threads. Each request:
    host for 24 h, ``Crawl-delay`` raises the per-host delay);
 3. waits for a per-host slot (``per_host_concurrency``) and for
    ``per_host_delay`` seconds since the previous request to that host began;
-4. connects only to addresses the SSRF guard (:class:`monitor.intake.inputs.AddressPolicy`)
-   allows, checked on the DNS answer actually connected to, on every hop;
+4. connects only to addresses the SSRF guard
+   (:class:`monitor.intake.address_policy.AddressPolicy`) allows, checked on the DNS
+   answer actually connected to, on every hop;
 5. follows at most ``max_redirects`` redirects (robots and the guard re-checked);
 6. sends ``If-None-Match`` / ``If-Modified-Since`` from the validator cache when
    asked (RFC 9110 §13.1); a 304 gives ``not_modified=True`` and no body;
@@ -21,8 +22,11 @@ limits hold across threads. Each request:
    an HTTP date, RFC 9110 §10.2.3), each wait capped at ``backoff_max`` seconds.
 
 The parts live beside it: :mod:`monitor.intake.fetch_policy` (robots.txt, per-host slots,
-``Retry-After``), :mod:`monitor.intake.fetch_transport` (the SSRF-guarded connection) and
-:mod:`monitor.intake.fetch_cache` (validators).
+``Retry-After``), :mod:`monitor.intake.fetch_transport` (the SSRF-guarded connection),
+:mod:`monitor.intake.address_policy` (which addresses and URLs are allowed),
+:mod:`monitor.intake.content_check` (non-images refused) and
+:mod:`monitor.intake.fetch_cache` (validators; the database-backed cache is
+:class:`monitor.store.fetch_cache.DbValidatorCache`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import httpx
 
 from monitor.config.daemon import FetchSettings
 from monitor.errors import (
+    AddressRefused,
     FetchError,
     FetchTimeout,
     HTTPStatusError,
@@ -45,23 +50,13 @@ from monitor.errors import (
     RobotsDisallowed,
     TooManyRedirects,
 )
-from monitor.intake.fetch_cache import (
-    DbValidatorCache,
-    MemoryValidatorCache,
-    ValidatorCache,
-    Validators,
-)
+from monitor.intake.address_policy import AddressPolicy, check_url_shape
+from monitor.intake.content_check import SNIFF_BYTES, check_image_body
+from monitor.intake.fetch_cache import MemoryValidatorCache, ValidatorCache, Validators
 from monitor.intake.fetch_policy import HostLimiter, RobotsCache, origin, retry_after
 from monitor.intake.fetch_transport import _transport
-from monitor.intake.inputs import (
-    SNIFF_BYTES,
-    AddressPolicy,
-    AddressRefused,
-    check_image_body,
-    check_url_shape,
-)
 
-__all__ = ["DOCUMENT_MAX_BYTES", "DbValidatorCache", "FetchResult", "FetchTimeout", "Fetcher",
+__all__ = ["DOCUMENT_MAX_BYTES", "FetchResult", "FetchTimeout", "Fetcher",
            "HTTPStatusError", "HostLimiter", "MemoryValidatorCache", "RobotsCache",
            "RobotsDisallowed", "TooManyRedirects", "ValidatorCache", "Validators",
            "retry_after"]
@@ -122,7 +117,7 @@ class Fetcher:
         max_bytes: byte cap for images (documents use ``DOCUMENT_MAX_BYTES`` or less).
         cache: validators for conditional requests (None: never conditional).
         allow_networks: CIDR networks allowed besides public addresses (see
-            :class:`~monitor.intake.inputs.AddressPolicy`).
+            :class:`~monitor.intake.address_policy.AddressPolicy`).
         sleep: how to wait (tests may record instead).
     """
 
@@ -176,7 +171,7 @@ class Fetcher:
                 (:class:`RobotsDisallowed`), error status after retries
                 (:class:`HTTPStatusError`), :class:`FetchTimeout`,
                 :class:`TooManyRedirects`, not an image
-                (:class:`~monitor.intake.inputs.NotAnImage`) or a network failure.
+                (:class:`~monitor.errors.NotAnImage`) or a network failure.
             InputTooLarge: the body exceeds the byte cap.
         """
         check_url_shape(url)

@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 
 from monitor.outcome.items import ReportItem
-from monitor.services.workspace import Workspace
+from monitor.store import Store
 
 COLUMNS = (
     "violation_id", "verdict", "status", "rule", "severity", "note", "created_at", "updated_at",
@@ -32,7 +32,7 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def item_row(ws: Workspace, item: ReportItem) -> dict[str, object]:
+def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
     """One item as a flat dict keyed by :data:`COLUMNS` (JSON-ready values)."""
     cw, ch = item.candidate_size or (None, None)
     return {
@@ -55,7 +55,7 @@ def item_row(ws: Workspace, item: ReportItem) -> dict[str, object]:
     }
 
 
-def to_json(ws: Workspace, items: list[ReportItem], *, generated: datetime,
+def to_json(ws: Store, items: list[ReportItem], *, generated: datetime,
             filters: dict[str, object]) -> str:
     """``{"generated_at", "filters", "count", "items": [row, ...]}`` as indented JSON."""
     doc = {"generated_at": _iso(generated),
@@ -74,7 +74,7 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def to_csv(ws: Workspace, items: list[ReportItem]) -> str:
+def to_csv(ws: Store, items: list[ReportItem]) -> str:
     """RFC 4180 CSV (CRLF line ends, header row of :data:`COLUMNS`)."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\r\n")

@@ -1,17 +1,18 @@
 """The rows every output shares: a violation joined to its match, candidate and image.
 
-All SQL of reports, exports, takedown drafts and mail lives here, so they list
-the same violations for the same filters.
+Reports, exports, takedown drafts, mail and the dashboard build their
+:class:`ReportItem` here from the store's one listing query
+(:func:`monitor.store.violations.find_violations`), so they list the same
+violations for the same filters.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from sqlmodel import Session, select
 
 from monitor.errors import NotFound
 from monitor.store.models import (
@@ -22,13 +23,19 @@ from monitor.store.models import (
     Scan,
     Violation,
 )
+from monitor.store.reports import report_scans
+from monitor.store.violations import (
+    SEVERITY_RANK,
+    Order,
+    ViolationFilter,
+    as_utc,
+    find_violations,
+)
 
-SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` in UTC; naive values (SQLite drops the zone) are taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = ["SEVERITY_RANK", "ReportItem", "as_utc", "get_item", "query_items", "query_scans"]
 
 
 @dataclass(frozen=True)
@@ -110,36 +117,25 @@ class ReportItem:
 def query_items(session: Session, *, scan_id: int | None = None, collection: str | None = None,
                 status: list[str] | None = None, severity: list[str] | None = None,
                 since: datetime | None = None, until: datetime | None = None,
-                violation_ids: list[int] | None = None) -> list[ReportItem]:
-    """Violations and review items matching every filter, violations and severe ones first.
+                violation_ids: list[int] | None = None, verdict: str | None = None,
+                order: Order = "rank", limit: int | None = None,
+                offset: int = 0) -> list[ReportItem]:
+    """Violations and review items matching every filter, as :class:`ReportItem`.
 
     ``since`` (inclusive) and ``until`` (exclusive) bound the violation's
     ``created_at``; naive values are taken as UTC. ``status`` and ``severity``
-    are lists of accepted values (None or empty: any).
+    are lists of accepted values (None or empty: any). ``order`` ``"rank"`` puts
+    violations and severe ones first, ``"newest"`` the highest id first; ``limit``
+    and ``offset`` page the sorted list (see :func:`monitor.store.violations.find_violations`).
+
+    Raises:
+        ValueError: ``order`` is not ``rank`` or ``newest``.
     """
-    stmt = (select(Violation, MatchRow, Candidate, ProtectedImage, Collection)
-            .join(MatchRow, Violation.match_id == MatchRow.id)
-            .join(Candidate, Violation.candidate_id == Candidate.id)
-            .join(ProtectedImage, Violation.protected_id == ProtectedImage.id)
-            .join(Collection, ProtectedImage.collection_id == Collection.id))
-    if scan_id is not None:
-        stmt = stmt.where(Candidate.scan_id == scan_id)
-    if collection is not None:
-        stmt = stmt.where(Collection.name == collection)
-    if status:
-        stmt = stmt.where(Violation.status.in_(status))
-    if severity:
-        stmt = stmt.where(Violation.severity.in_(severity))
-    if since is not None:
-        stmt = stmt.where(Violation.created_at >= as_utc(since))
-    if until is not None:
-        stmt = stmt.where(Violation.created_at < as_utc(until))
-    if violation_ids is not None:
-        stmt = stmt.where(Violation.id.in_(violation_ids))
-    items = [_item(*row) for row in session.exec(stmt).all()]
-    return sorted(items, key=lambda i: (i.verdict != "violation",
-                                        SEVERITY_RANK.get(i.severity.lower(), 9), -i.score,
-                                        i.violation_id))
+    where = ViolationFilter(scan_id=scan_id, collection=collection, status=status,
+                            severity=severity, verdict=verdict, since=since, until=until,
+                            violation_ids=violation_ids)
+    rows = find_violations(session, where, order=order, limit=limit, offset=offset)
+    return [_item(*row) for row in rows]
 
 
 def get_item(session: Session, violation_id: int) -> ReportItem:
@@ -160,16 +156,7 @@ def query_scans(session: Session, scan_id: int | None, items: list[ReportItem]) 
     Raises:
         NotFound: ``scan_id`` names no scan.
     """
-    if scan_id is not None:
-        scan = session.get(Scan, scan_id)
-        if scan is None:
-            raise NotFound(f"scan {scan_id} not found")
-        return [scan]
-    ids = {i.scan_id for i in items if i.scan_id is not None}
-    if ids:
-        return list(session.exec(select(Scan).where(Scan.id.in_(ids)).order_by(Scan.id)).all())
-    latest = session.exec(select(Scan).order_by(Scan.id.desc())).first()
-    return [latest] if latest else []
+    return report_scans(session, scan_id, {i.scan_id for i in items if i.scan_id is not None})
 
 
 def _json(text: str | None) -> object:

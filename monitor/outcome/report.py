@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from monitor.matching.index.base import atomic_write
 from monitor.outcome.exports import to_csv, to_json
 from monitor.outcome.items import (
     SEVERITY_RANK,
@@ -36,7 +35,7 @@ from monitor.outcome.thumbs import (
     draw_match,
     make_thumb,
 )
-from monitor.services.workspace import Workspace
+from monitor.store import Store, write_atomic
 from monitor.store.models import Scan, utcnow
 
 __all__ = ["HALO_COLOUR", "MARK_COLOUR", "SEVERITY_RANK", "TEMPLATES", "ReportItem", "Thumb",
@@ -64,7 +63,7 @@ def _summary(items: list[ReportItem], scans: list[Scan]) -> dict:
     }
 
 
-def evidence_link(ws: Workspace, rel: str | None, base: Path | None) -> str | None:
+def evidence_link(ws: Store, rel: str | None, base: Path | None) -> str | None:
     """URL of the archived evidence file: relative to ``base`` (the report's folder), so the
     link survives moving the deployment; a ``file:`` URI when ``base`` is None."""
     if not rel:
@@ -75,7 +74,7 @@ def evidence_link(ws: Workspace, rel: str | None, base: Path | None) -> str | No
     return quote(Path(os.path.relpath(target, base.absolute())).as_posix())
 
 
-def render_report(ws: Workspace, items: list[ReportItem], scans: list[Scan],
+def render_report(ws: Store, items: list[ReportItem], scans: list[Scan],
                   filters: dict[str, object], *, link_base: Path | None = None,
                   period: tuple[datetime | None, datetime | None] | None = None) -> str:
     """The report's HTML for ``items`` (thumbnails decoded and inlined here).
@@ -91,7 +90,7 @@ def render_report(ws: Workspace, items: list[ReportItem], scans: list[Scan],
                   period=period)
 
 
-def _default_path(ws: Workspace, fmt: str, prefix: str = "report") -> Path:
+def _default_path(ws: Store, fmt: str, prefix: str = "report") -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path, n = ws.report_dir / f"{prefix}-{stamp}.{fmt}", 1
     while path.exists():
@@ -100,7 +99,7 @@ def _default_path(ws: Workspace, fmt: str, prefix: str = "report") -> Path:
     return path
 
 
-def write_report(ws: Workspace, *, scan_id: int | None = None, collection: str | None = None,
+def write_report(ws: Store, *, scan_id: int | None = None, collection: str | None = None,
                  status: list[str] | None = None, out: Path | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  severity: list[str] | None = None, format: Format = "html") -> Path:
@@ -134,5 +133,5 @@ def write_report(ws: Workspace, *, scan_id: int | None = None, collection: str |
     else:
         period = (since, until) if since or until else None
         text = render_report(ws, items, scans, filters, link_base=path.parent, period=period)
-    atomic_write(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"))
     return path

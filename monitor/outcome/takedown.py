@@ -19,16 +19,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.matching.index.base import atomic_write
 from monitor.outcome.items import get_item
 from monitor.outcome.templating import render
-from monitor.services.workspace import Workspace
+from monitor.store import Store, write_atomic
 from monitor.store.models import utcnow
 
 TEMPLATE = "takedown.txt.j2"
 
 
-def render_takedown(ws: Workspace, violation_id: int) -> str:
+def render_takedown(ws: Store, violation_id: int) -> str:
     """The notice text for ``violation_id`` (user template override first).
 
     Raises:
@@ -44,7 +43,7 @@ def render_takedown(ws: Workspace, violation_id: int) -> str:
                   detail_url=f"{base}/violations/{item.violation_id}" if base else None)
 
 
-def write_takedown(ws: Workspace, violation_id: int, out: Path) -> Path:
+def write_takedown(ws: Store, violation_id: int, out: Path) -> Path:
     """Write the notice for ``violation_id`` to ``out`` (UTF-8); returns ``out``."""
-    atomic_write(out, render_takedown(ws, violation_id).encode("utf-8"))
+    write_atomic(out, render_takedown(ws, violation_id).encode("utf-8"))
     return out

@@ -11,12 +11,15 @@ import base64
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from PIL import Image, ImageDraw
 
 from monitor.errors import MonitorError
+from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_file
 from monitor.outcome.items import ReportItem
-from monitor.services.workspace import Workspace
+from monitor.store import Store
 
 MARK_COLOUR = (255, 0, 255)
 """Colour (RGB) of the matched-area outline drawn into the found image."""
@@ -77,7 +80,31 @@ def data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def make_thumb(ws: Workspace, rel: str | None, sha256: str | None, what: str,
+@runtime_checkable
+class StoredImageLoader(Protocol):
+    """A store that decodes its stored files itself (the services layer's ``Workspace``,
+    with the decode limits and working size of its matching engine)."""
+
+    def load_stored(self, path: Path) -> DecodedImage:
+        """Decode the stored file at ``path``."""
+        ...
+
+
+def load_stored(ws: Store, path: Path) -> DecodedImage:
+    """Decode the stored file at ``path``: with ``ws.load_stored`` when ``ws`` has it
+    (:class:`StoredImageLoader`), else with the ``decode.*`` limits of its settings.
+
+    Raises:
+        DecodeError: the bytes are not a usable image.
+        OSError: the file cannot be read.
+    """
+    if isinstance(ws, StoredImageLoader):
+        return ws.load_stored(path)
+    d = ws.settings.decode
+    return decode_file(path, DecodeLimits(d.max_bytes, d.max_pixels, d.work_side))
+
+
+def make_thumb(ws: Store, rel: str | None, sha256: str | None, what: str,
                quad: list | None = None, region: list | None = None,
                side: int | None = None) -> Thumb:
     """Thumbnail (longest side ``side``, default ``report.thumb_side`` pixels) of a stored file.
@@ -92,7 +119,7 @@ def make_thumb(ws: Workspace, rel: str | None, sha256: str | None, what: str,
     if not path.is_file():
         return Thumb(None, note=f"{what} missing: {rel}")
     try:
-        decoded = ws.load_stored(path)
+        decoded = load_stored(ws, path)
     except (MonitorError, OSError) as exc:
         return Thumb(None, note=f"{what} unreadable ({rel}): {exc}")
     image = decoded.image.copy()
@@ -109,7 +136,7 @@ def make_thumb(ws: Workspace, rel: str | None, sha256: str | None, what: str,
 class ThumbCache:
     """Makes each item's pair of thumbnails once per render (items often share an image)."""
 
-    def __init__(self, ws: Workspace, side: int | None = None) -> None:
+    def __init__(self, ws: Store, side: int | None = None) -> None:
         self.ws, self.side = ws, side
         self._cache: dict[tuple, Thumb] = {}
 

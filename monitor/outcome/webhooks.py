@@ -1,7 +1,7 @@
 """Outbound webhook: POST each new violation, signed like submissions, retried with backoff.
 
 The checker writes a pending ``Alert(kind="webhook")`` per new violation when
-``alerts.webhook_url`` is set (an outbox, :mod:`monitor.services.recorder`). This module
+``alerts.webhook_url`` is set (an outbox, :mod:`monitor.store.candidates`). This module
 drains it: ``POST alerts.webhook_url`` with a JSON body and the headers of
 :mod:`monitor.outcome.signing` (key ``alerts.webhook_secret``; unsigned when
 empty) plus ``X-Monitor-Event: violation.created`` and ``X-Monitor-Delivery:
@@ -25,23 +25,15 @@ import json
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import or_, select
 
-from monitor.daemon.metrics import Metrics
 from monitor.outcome.signing import signed_headers
-from monitor.services.workspace import Workspace
-from monitor.store.models import (
-    Alert,
-    Candidate,
-    Collection,
-    MatchRow,
-    ProtectedImage,
-    Violation,
-    utcnow,
-)
+from monitor.store import Store
+from monitor.store.alerts import due_alerts, get_alert, save_alert
+from monitor.store.models import utcnow
+from monitor.store.violations import violation_parts
 
 log = logging.getLogger("monitor.webhooks")
 
@@ -52,15 +44,39 @@ BATCH = 50
 """Alerts sent per pass at most."""
 
 
-def payload(ws: Workspace, violation_id: int) -> dict[str, Any] | None:
+class OutcomeCounter(Protocol):
+    """One labelled child of a counter (``prometheus_client.Counter.labels(...)``)."""
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount`` to the count."""
+        ...
+
+
+class LabelledCounter(Protocol):
+    """A counter with one label, the delivery outcome (a ``prometheus_client.Counter``)."""
+
+    def labels(self, *values: str) -> OutcomeCounter:
+        """The child counting ``values`` (here one: ``sent``, ``retry`` or ``failed``)."""
+        ...
+
+
+class WebhookMetrics(Protocol):
+    """What the sender counts into: any object with a ``webhooks`` counter labelled by
+    outcome (the daemon passes its :class:`monitor.daemon.metrics.Metrics`)."""
+
+    @property
+    def webhooks(self) -> LabelledCounter:
+        """Outbound webhook attempts by outcome."""
+        ...
+
+
+def payload(ws: Store, violation_id: int) -> dict[str, Any] | None:
     """The JSON body for one violation, or None when it no longer exists."""
     with ws.session() as s:
-        v = s.get(Violation, violation_id)
-        if v is None:
-            return None
-        c, m = s.get(Candidate, v.candidate_id), s.get(MatchRow, v.match_id)
-        p = s.get(ProtectedImage, v.protected_id)
-        coll = s.get(Collection, p.collection_id) if p else None
+        parts = violation_parts(s, violation_id)
+    if parts is None:
+        return None
+    v, c, m, p, coll = parts
     return {
         "event": "violation.created",
         "violation": {"id": v.id, "verdict": v.verdict, "rule": v.rule, "severity": v.severity,
@@ -76,28 +92,26 @@ def payload(ws: Workspace, violation_id: int) -> dict[str, Any] | None:
     }
 
 
-def deliver_due(ws: Workspace, client: httpx.Client, metrics: Metrics | None = None) -> int:
-    """Send every due pending webhook alert once; returns how many were attempted."""
+def deliver_due(ws: Store, client: httpx.Client, metrics: WebhookMetrics | None = None) -> int:
+    """Send every due pending webhook alert once (at most :data:`BATCH`); returns how many
+    were attempted. Each attempt is counted in ``metrics`` when given."""
     cfg = ws.settings.alerts
     if not cfg.webhook_url:
         return 0
     secret = ws.settings.secret(cfg.webhook_secret, cfg.webhook_secret_file)
     now = utcnow()
     with ws.session() as s:
-        ids = s.execute(select(Alert.id).where(
-            Alert.kind == "webhook", Alert.status == "pending",
-            or_(Alert.next_attempt_at.is_(None), Alert.next_attempt_at <= now))
-            .order_by(Alert.id).limit(BATCH)).scalars().all()
+        ids = due_alerts(s, "webhook", now, BATCH)
     for alert_id in ids:
         _deliver_one(ws, client, alert_id, cfg.webhook_url, secret, metrics)
     return len(ids)
 
 
-def _deliver_one(ws: Workspace, client: httpx.Client, alert_id: int, url: str, secret: str,
-                 metrics: Metrics | None) -> None:
+def _deliver_one(ws: Store, client: httpx.Client, alert_id: int, url: str, secret: str,
+                 metrics: WebhookMetrics | None) -> None:
     cfg = ws.settings.alerts
     with ws.session() as s:
-        alert = s.get(Alert, alert_id)
+        alert = get_alert(s, alert_id)
     doc = payload(ws, alert.violation_id) if alert.violation_id else None
     error = None
     if doc is None:
@@ -115,7 +129,7 @@ def _deliver_one(ws: Workspace, client: httpx.Client, alert_id: int, url: str, s
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
     with ws.session() as s:
-        alert = s.get(Alert, alert_id)
+        alert = get_alert(s, alert_id)
         alert.attempts += 1
         if error is None:
             alert.status, alert.sent_at, alert.error, alert.next_attempt_at = \
@@ -128,17 +142,17 @@ def _deliver_one(ws: Workspace, client: httpx.Client, alert_id: int, url: str, s
             delay = cfg.backoff * 2 ** (alert.attempts - 1)
             alert.error, alert.next_attempt_at = error, utcnow() + timedelta(seconds=delay)
             outcome = "retry"
-        s.add(alert)
-        s.commit()
+        save_alert(s, alert)
     if metrics:
         metrics.webhooks.labels(outcome).inc()
     log.info("webhook alert %s: %s %s", alert_id, outcome, error or "")
 
 
 class WebhookSender:
-    """A thread delivering due webhook alerts every ``interval`` s or when woken."""
+    """A thread delivering due webhook alerts every ``interval`` seconds or when woken,
+    until ``stop`` is set; attempts are counted in ``metrics`` when given."""
 
-    def __init__(self, ws: Workspace, stop: threading.Event, metrics: Metrics | None = None,
+    def __init__(self, ws: Store, stop: threading.Event, metrics: WebhookMetrics | None = None,
                  interval: float = 2.0) -> None:
         self.ws, self.stop, self.metrics, self.interval = ws, stop, metrics, interval
         self.wake = threading.Event()

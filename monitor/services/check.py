@@ -1,29 +1,36 @@
-"""Check candidates: read → record as pending → decode → stages → rules → store.
+"""The one check pipeline: read → sha256 → record pending → decode → match → decide → record.
 
-Every candidate row is committed as ``pending`` before decoding starts, so a
-crash loses nothing; re-checking the same bytes from the same place updates
-``last_seen`` and the existing matches instead of duplicating them. Decoding
-and matching run on a small thread pool (Pillow, OpenCV and FAISS release the
-GIL); CLIP runs batched on the calling thread.
+``monitor check``, ``monitor scan``, the daemon's queue workers and ``POST /v1/search``
+all call :func:`check_items` (or :func:`check_one`); the search passes ``record=False``
+and nothing is written. Per candidate the bytes are read once, hashed once (the sha256
+is handed to the decoder) and decoded once; the store is reached through
+:mod:`monitor.store.candidates` with a fixed number of round trips.
+
+Every candidate row is committed as ``pending`` before decoding starts, so a crash
+loses nothing; re-checking the same bytes from the same place updates ``last_seen``
+and the existing matches instead of duplicating them. Decoding and matching run on a
+small thread pool (Pillow, OpenCV and FAISS release the GIL) when more than one
+candidate is checked; CLIP runs batched on the calling thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlmodel import select
-
-from monitor.errors import DecodeError, MonitorError, NotFound
+from monitor.errors import DecodeError, MonitorError
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, is_url, read_file
-from monitor.services.recorder import finish, record_pending
+from monitor.matching.rules import overall
 from monitor.services.workspace import Workspace
-from monitor.store.models import ProtectedImage
-from monitor.types import CheckResult
+from monitor.store import candidates as repo
+from monitor.store.gallery import collection_ids as ids_in
+from monitor.types import CheckResult, Match, RuleOutcome, Verdict
 
 CHUNK = 32
+"""Candidates read, recorded and decoded together (one pending-row transaction each)."""
 
 
 @dataclass
@@ -33,6 +40,8 @@ class CandidateInput:
     Give ``data`` (bytes already fetched or uploaded) or leave it None to have
     ``location`` read (a file path) or fetched (an http(s) URL). ``error`` set
     means the bytes could not be had; it is recorded as the candidate's state.
+    ``sha256`` may be given when the caller hashed the bytes already (an upload);
+    otherwise the pipeline computes it once.
     """
 
     location: str
@@ -44,6 +53,8 @@ class CandidateInput:
     source_name: str | None = None
     decoded: DecodedImage | None = field(default=None, repr=False)
     candidate_id: int | None = None
+    sha256: str | None = None
+    evidence_path: str | None = None
 
 
 def check(ws: Workspace, inputs: list[str], collection: str | None = None,
@@ -61,67 +72,159 @@ def check(ws: Workspace, inputs: list[str], collection: str | None = None,
 
 def check_items(ws: Workspace, items: Iterable[CandidateInput], collection: str | None = None,
                 scan_id: int | None = None, workers: int = 2,
-                progress: Callable[[CheckResult], None] | None = None
-                ) -> Iterator[CheckResult]:
-    """Check prepared :class:`CandidateInput` items, in chunks, yielding results in order."""
-    engine = ws.engine()
-    allowed = _collection_ids(ws, collection)
-    info = ws.gallery_info()
+                progress: Callable[[CheckResult], None] | None = None,
+                record: bool = True) -> Iterator[CheckResult]:
+    """Check prepared :class:`CandidateInput` items in chunks of :data:`CHUNK`, yielding
+    results in input order. With ``record`` false nothing is written (a search).
+
+    Raises:
+        NotFound: ``collection`` does not exist (before any item is read).
+    """
+    pipeline = Pipeline(ws, collection_ids(ws, collection), record)
     items = list(items)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and len(items) > 1 else None
+    try:
         for start in range(0, len(items), CHUNK):
-            chunk = items[start:start + CHUNK]
-            list(pool.map(lambda it: _read(ws, it), chunk))
-            record_pending(ws, chunk, scan_id)
-            list(pool.map(lambda it: _decode(ws, it), chunk))
-            good = [it for it in chunk if it.decoded is not None]
-            vectors = engine.embed([it.decoded for it in good])
-            vec = {id(it): (None if vectors is None else vectors[k]) for k, it in enumerate(good)}
-            matches = list(pool.map(
-                lambda it, vec=vec: engine.match(it.decoded, vec[id(it)], allowed)
-                if it.decoded else [], chunk))
-            for it, found in zip(chunk, matches, strict=True):
-                result = finish(ws, it, found, info)
-                it.decoded = None  # free pixels early
+            for result in pipeline.run(items[start:start + CHUNK], scan_id, pool):
                 if progress:
                     progress(result)
                 yield result
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def check_one(ws: Workspace, item: CandidateInput, collection: str | None = None,
-              scan_id: int | None = None) -> CheckResult:
-    """Check a single candidate on the calling thread (queue workers, HTTP search)."""
-    return next(iter(check_items(ws, [item], collection, scan_id, workers=1)))
+              scan_id: int | None = None, record: bool = True) -> CheckResult:
+    """Check a single candidate on the calling thread (queue workers, HTTP search).
+
+    Raises:
+        NotFound: ``collection`` does not exist.
+        MonitorError: with ``record`` false only, the candidate's own error (a
+            :class:`DecodeError`, :class:`FetchError`, ...), since nothing records it.
+    """
+    return next(iter(check_items(ws, [item], collection, scan_id, workers=1, record=record)))
 
 
-def _collection_ids(ws: Workspace, collection: str | None) -> set[int] | None:
+class Pipeline:
+    """One chunk at a time through read, hash, record, decode, match, decide, record.
+
+    Attributes:
+        ws: the workspace (engine loaded on first use).
+        allowed: gallery ids the candidate may match (a collection), or None for all.
+        record: write candidates and outcomes to the store (False for a search).
+    """
+
+    def __init__(self, ws: Workspace, allowed: set[int] | None, record: bool) -> None:
+        self.ws, self.allowed, self.record = ws, allowed, record
+        self.engine = ws.engine()
+        self.info = ws.gallery_info()
+
+    def run(self, chunk: list[CandidateInput], scan_id: int | None,
+            pool: ThreadPoolExecutor | None) -> Iterator[CheckResult]:
+        """Yield one :class:`CheckResult` per item of ``chunk``, in order."""
+        each = pool.map if pool is not None else map
+        list(each(self._read, chunk))
+        if self.record:
+            self._pending(chunk, scan_id)
+        list(each(self._decode, chunk))
+        good = [it for it in chunk if it.decoded is not None]
+        vectors = self.engine.embed([it.decoded for it in good])
+        vec = {id(it): (None if vectors is None else vectors[k]) for k, it in enumerate(good)}
+        found = list(each(lambda it: self.engine.match(it.decoded, vec[id(it)], self.allowed)
+                          if it.decoded else [], chunk))
+        for it, matches in zip(chunk, found, strict=True):
+            result = self._finish(it, matches)
+            it.decoded = None  # free pixels early
+            yield result
+
+    def _read(self, item: CandidateInput) -> None:
+        if item.data is None and item.error is None:
+            try:
+                if is_url(item.location):
+                    res = self.ws.fetcher.fetch(item.location)
+                    item.data, item.http_status, item.headers = res.body, res.status, res.headers
+                else:
+                    item.data = read_file(item.location, self.ws.limits.max_bytes)
+            except MonitorError as exc:
+                item.error = exc
+        if item.data is not None and item.sha256 is None:
+            item.sha256 = hashlib.sha256(item.data).hexdigest()
+
+    def _pending(self, chunk: list[CandidateInput], scan_id: int | None) -> None:
+        sightings = [repo.Sighting(it.location, it.sha256 if it.data is not None else None,
+                                   len(it.data) if it.data is not None else None, it.page_url,
+                                   it.http_status, it.headers, it.source_name) for it in chunk]
+        with self.ws.session() as s:
+            rows = repo.record_pending(s, sightings, scan_id)
+        for it, row in zip(chunk, rows, strict=True):
+            it.candidate_id, it.evidence_path = row.id, row.evidence_path
+
+    def _decode(self, item: CandidateInput) -> None:
+        if item.data is None or item.error is not None:
+            return
+        try:
+            item.decoded = decode_bytes(item.data, self.ws.limits, sha256=item.sha256)
+        except DecodeError as exc:
+            item.error = exc
+
+    def _finish(self, it: CandidateInput, found: list[Match]) -> CheckResult:
+        if it.error is not None:
+            if self.record:
+                with self.ws.session() as s:
+                    repo.record_error(s, it.candidate_id, it.error.code, str(it.error))
+            elif not self.record:
+                raise it.error
+            return CheckResult(it.location, it.sha256 if it.data is not None else None,
+                               Verdict.ERROR, error=str(it.error),
+                               error_code=it.error.code, candidate_id=it.candidate_id)
+        outcomes = decide(self.ws, found, self.info, it.location)
+        verdict, d = overall(outcomes), it.decoded
+        if self.record:
+            evidence = self._evidence(it, verdict in repo.FLAGGED)
+            checked = repo.Checked(d.width, d.height, d.format, verdict, outcomes, evidence)
+            with self.ws.session() as s:
+                repo.record_checked(s, it.candidate_id, checked, alert_channels(self.ws))
+        return CheckResult(it.location, d.sha256, verdict, outcomes,
+                           candidate_id=it.candidate_id)
+
+    def _evidence(self, it: CandidateInput, flagged: bool) -> str | None:
+        """Archive a flagged candidate's bytes once (chain of custody); the relative path."""
+        if not flagged or it.evidence_path:
+            return None
+        d = it.decoded
+        rel = f"evidence/{d.sha256[:2]}/{d.sha256}.{d.format.lower()}"
+        self.ws.put_file(rel, it.data)
+        return rel
+
+
+def decide(ws: Workspace, found: list[Match], info: dict[int, tuple[str, str, dict]],
+           location: str) -> list[RuleOutcome]:
+    """The rules' outcome of each match whose gallery image is still known, in match order
+    (``info`` is :meth:`Workspace.gallery_info`: ``{id: (path, collection, metadata)}``)."""
+    return [o for m in found if m.gallery_id in info
+            and (o := ws.rules.judge(m, info[m.gallery_id][1], location))]
+
+
+def collection_ids(ws: Workspace, collection: str | None) -> set[int] | None:
+    """Ids of the protected images in ``collection``; None (all) when no name is given.
+
+    Raises:
+        NotFound: no collection has this name.
+    """
     if not collection:
         return None
     with ws.session() as s:
-        coll = ws.collection(s, collection)
-        if coll is None:
-            raise NotFound(f"no collection named {collection!r}")
-        q = select(ProtectedImage.id).where(ProtectedImage.collection_id == coll.id)
-        return set(s.exec(q).all())
+        return ids_in(s, collection)
 
 
-def _read(ws: Workspace, item: CandidateInput) -> None:
-    if item.data is not None or item.error is not None:
-        return
-    try:
-        if is_url(item.location):
-            res = ws.fetcher.fetch(item.location)
-            item.data, item.http_status, item.headers = res.body, res.status, res.headers
-        else:
-            item.data = read_file(item.location, ws.limits.max_bytes)
-    except MonitorError as exc:
-        item.error = exc
-
-
-def _decode(ws: Workspace, item: CandidateInput) -> None:
-    if item.data is None or item.error is not None:
-        return
-    try:
-        item.decoded = decode_bytes(item.data, ws.limits)
-    except DecodeError as exc:
-        item.error = exc
+def alert_channels(ws: Workspace) -> list[tuple[str, str]]:
+    """``(kind, recipients)`` of the outbox rows a new violation gets: immediate mail when
+    ``alerts.immediate`` and SMTP are configured, the outbound webhook when set."""
+    alerts, smtp = ws.settings.alerts, ws.settings.smtp
+    out = []
+    if alerts.immediate and smtp.host:
+        out.append(("immediate", ",".join(smtp.recipients)))
+    if alerts.webhook_url:
+        out.append(("webhook", alerts.webhook_url))
+    return out

@@ -6,8 +6,8 @@ import numpy as np
 
 from monitor.errors import NotFound, StageUnavailable
 from monitor.matching.index.binary import BinaryIndex
-from monitor.services.gallery import list_gallery
 from monitor.services.workspace import Workspace
+from monitor.store import gallery as repo
 
 
 def search_text(ws: Workspace, text: str, k: int = 10) -> list[tuple[int, float]]:
@@ -37,11 +37,13 @@ def dupes(ws: Workspace, collection: str, max_distance: int = 6) -> list[list[in
     Raises:
         NotFound: no such collection.
     """
-    rows = [r for r, _ in list_gallery(ws, collection)]
-    if not rows:
+    with ws.session() as s:
+        hexes = repo.phashes(s, collection)
+    if not hexes:
         raise NotFound(f"no collection named {collection!r} (or it is empty)")
     index = BinaryIndex(8)
-    codes = {r.id: np.frombuffer(bytes.fromhex(r.phash), np.uint8).reshape(-1, 8) for r in rows}
+    codes = {gid: np.frombuffer(bytes.fromhex(h), np.uint8).reshape(-1, 8)
+             for gid, h in hexes.items()}
     ids = list(codes)
     index.add(np.repeat(ids, [len(c) for c in codes.values()]),
               np.concatenate(list(codes.values())))

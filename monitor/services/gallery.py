@@ -1,25 +1,32 @@
-"""Protected gallery: add (idempotent by sha256), list and remove, keeping indices in step."""
+"""Protected gallery: add (idempotent by sha256), list and remove, keeping indices in step.
+
+The SQL lives in :mod:`monitor.store.gallery`; this module decodes, hashes, embeds,
+stores the content-addressed copies and keeps the workspace's engine and cached
+gallery facts in step with the table.
+"""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlmodel import select
 
-from monitor.errors import MonitorError, NotFound
+from monitor.errors import MonitorError
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, read_file
 from monitor.matching.engine import GalleryEntry
 from monitor.matching.index.base import atomic_write
 from monitor.matching.stages.hash import MIN_CODE_BITS, HashStage, set_bits
 from monitor.services.workspace import Workspace
-from monitor.store.models import Collection, MatchRow, ProtectedImage, Violation
+from monitor.store import gallery as repo
+from monitor.store.models import ProtectedImage
 
 BATCH = 32
+"""Decoded images hashed, embedded and inserted per transaction by :func:`add_paths`."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,11 @@ def add_paths(ws: Workspace, paths: Iterable[str], collection: str,
 
     Already-registered content (same sha256 in the collection) is reported as
     ``exists``; files that are not images, or too large, as ``error`` with the
-    reason. Indices are updated and saved once at the end.
+    reason. ``meta`` is stored as the images' metadata; ``progress`` is called with
+    each result. Indices are updated and saved once at the end.
+
+    Raises:
+        StageUnavailable: CLIP cannot load and ``clip.required`` is true.
     """
     engine = ws.engine()
     results: list[AddResult] = []
@@ -92,13 +103,9 @@ def _prepare(ws: Workspace, path: str, collection: str) -> tuple[AddResult, Deco
     except MonitorError as exc:
         return AddResult(path, "error", error=str(exc)), None
     with ws.session() as s:
-        coll = ws.collection(s, collection)
-        if coll is not None:
-            row = s.exec(select(ProtectedImage).where(
-                ProtectedImage.collection_id == coll.id,
-                ProtectedImage.sha256 == decoded.sha256)).first()
-            if row is not None:
-                return AddResult(path, "exists", row.id, row.sha256), None
+        row = repo.find_image(s, collection, decoded.sha256)
+    if row is not None:
+        return AddResult(path, "exists", row.id, row.sha256), None
     rel = stored_name(decoded.sha256, decoded.format)
     if not (ws.data_dir / rel).exists():
         atomic_write(ws.data_dir / rel, data)
@@ -116,7 +123,7 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
     model = engine.clip.fingerprint if vectors is not None else None
     out = []
     with ws.session() as s:
-        coll = ws.collection(s, collection, create=True)
+        coll = repo.find_collection(s, collection, create=True)
         for i, (path, d) in enumerate(batch):
             phash = hasher.compute_gallery(d)
             row = ProtectedImage(
@@ -125,8 +132,7 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
                 size_bytes=d.size_bytes, width=d.width, height=d.height, format=d.format,
                 meta_json=json.dumps(meta), phash=phash.tobytes().hex(),
                 clip_vector=None if vectors is None else vectors[i].tobytes(), clip_model=model)
-            s.add(row)
-            s.flush()
+            repo.add_image(s, row)
             engine.add(GalleryEntry(row.id, phash, None if vectors is None else vectors[i],
                                     lambda d=d: d), d)
             out.append(AddResult(path, "added", row.id, d.sha256,
@@ -138,36 +144,55 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
     return out
 
 
+def add_files(ws: Workspace, files: list[tuple[str, bytes]], collection: str,
+              meta: dict[str, str] | None = None) -> list[AddResult]:
+    """Add uploaded files, ``(file name, bytes)`` each, to ``collection``: one
+    :class:`AddResult` per file, in order (see :func:`add_paths`).
+
+    The bytes pass through a temporary folder under ``data/tmp``; an added image's
+    recorded path is ``upload:<file name>``. The caller holds the gallery write lock
+    when checks may run concurrently.
+
+    Raises:
+        StageUnavailable: CLIP cannot load and ``clip.required`` is true.
+    """
+    tmp_root = ws.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    out = []
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        for i, (name, data) in enumerate(files):
+            path = Path(tmp) / str(i) / name
+            path.parent.mkdir()
+            path.write_bytes(data)
+            r = add_paths(ws, [str(path)], collection, meta)[0]
+            if r.status == "added":
+                with ws.session() as s:
+                    repo.set_path(s, r.gallery_id, f"upload:{name}")
+                    s.commit()
+                ws.gallery_changed()
+            out.append(r)
+    return out
+
+
 def list_gallery(ws: Workspace, collection: str | None = None) -> list[tuple[ProtectedImage, str]]:
-    """``(row, collection name)`` for every protected image, optionally of one collection."""
+    """``(row, collection name)`` for every protected image by id, optionally of one
+    collection (an unknown name gives an empty list)."""
     with ws.session() as s:
-        q = select(ProtectedImage, Collection).join(Collection).order_by(ProtectedImage.id)
-        if collection:
-            q = q.where(Collection.name == collection)
-        return [(p, c.name) for p, c in s.exec(q).all()]
+        return repo.list_images(s, collection)
 
 
 def remove(ws: Workspace, refs: list[str]) -> list[int]:
     """Remove protected images by id or sha256 (prefix of at least 8 hex digits).
 
     Their matches and violations are deleted with them and the images leave
-    every index. Raises :class:`NotFound` for an unknown reference.
+    every index. Returns the removed ids (in the order of ``refs``).
+
+    Raises:
+        NotFound: a reference names no image (nothing is removed then).
     """
     with ws.session() as s:
-        ids = []
-        for ref in refs:
-            q = select(ProtectedImage)
-            q = (q.where(ProtectedImage.id == int(ref)) if ref.isdigit()
-                 else q.where(ProtectedImage.sha256.startswith(ref.lower())))
-            rows = s.exec(q).all() if ref.isdigit() or len(ref) >= 8 else []
-            if not rows:
-                raise NotFound(f"no protected image with id or sha256 {ref!r}")
-            ids += [r.id for r in rows]
-        for model in (Violation, MatchRow):
-            for r in s.exec(select(model).where(model.protected_id.in_(ids))).all():
-                s.delete(r)
-        for r in s.exec(select(ProtectedImage).where(ProtectedImage.id.in_(ids))).all():
-            s.delete(r)
+        ids = repo.resolve_refs(s, refs)
+        repo.delete_images(s, ids)
         s.commit()
     engine = ws.engine()
     engine.remove(ids)

@@ -5,7 +5,8 @@ Statuses: ``open`` (new), ``confirmed`` (a person agrees it infringes),
 permitted). Every change writes a :class:`~monitor.store.models.ViolationEvent`
 (who, when in UTC, from, to, note). Dismissed and licensed violations are not
 alerted (pending mail is skipped) and later matches of the same protected
-image at the same place inherit the status (:mod:`monitor.services.recorder`).
+image at the same place inherit the status (:mod:`monitor.store.candidates`).
+The rows are written by :mod:`monitor.store.violations`.
 
 Marking ``licensed`` with ``allow_domain`` also adds the candidate's host to
 the ``allow_domains`` of the ``licensed-domains`` rule in ``rules/licensed.toml``
@@ -20,13 +21,12 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlmodel import select
-
 from monitor.errors import InvalidStatus, NotFound, RuleError
-from monitor.matching.index.base import atomic_write
 from monitor.matching.rules import load_rules
 from monitor.services.workspace import DEFAULT_RULES, Workspace
-from monitor.store.models import Candidate, Violation, ViolationEvent, utcnow
+from monitor.store import Store, write_atomic
+from monitor.store import violations as repo
+from monitor.store.models import Candidate, Violation, ViolationEvent
 
 STATUSES = ("open", "confirmed", "dismissed", "licensed")
 """Every review status, in workflow order."""
@@ -56,33 +56,22 @@ def set_status(ws: Workspace, violation_id: int, status: str, actor: str, note: 
     if not actor.strip():
         raise InvalidStatus("an actor (who made the change) is required")
     with ws.session() as s:
-        v = s.get(Violation, violation_id)
+        v = repo.get_violation(s, violation_id)
         if v is None:
             raise NotFound(f"violation {violation_id} not found")
-        host = _host(s.get(Candidate, v.candidate_id)) if allow_domain else None
+        host = _host(repo.candidate_of(s, v)) if allow_domain else None
         if allow_domain and host is None:
             raise RuleError(f"violation {violation_id}: the found image has no web host to "
                             "allow (it came from a file)")
         if host:
             add_allowed_domain(ws, host)
-        now = utcnow()
-        s.add(ViolationEvent(violation_id=v.id, at=now, actor=actor.strip(),
-                             from_status=v.status, to_status=status, note=note))
-        v.status, v.updated_at = status, now
-        if note:
-            v.note = note
-        s.add(v)
-        s.commit()
-        s.refresh(v)
-        return v
+        return repo.record_status(s, v, status, actor.strip(), note)
 
 
-def history(ws: Workspace, violation_id: int) -> list[ViolationEvent]:
-    """The audit trail of one violation, oldest first."""
+def history(ws: Store, violation_id: int) -> list[ViolationEvent]:
+    """The audit trail of one violation, oldest first (empty for an unknown id)."""
     with ws.session() as s:
-        q = (select(ViolationEvent).where(ViolationEvent.violation_id == violation_id)
-             .order_by(ViolationEvent.at, ViolationEvent.id))
-        return list(s.exec(q).all())
+        return repo.history(s, violation_id)
 
 
 def _host(c: Candidate | None) -> str | None:
@@ -132,7 +121,7 @@ def add_allowed_domain(ws: Workspace, host: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LICENSED_FILE
     if not any(folder.glob("*.toml")):
-        atomic_write(folder / "default.toml", DEFAULT_RULES.read_bytes())
+        write_atomic(folder / "default.toml", DEFAULT_RULES.read_bytes())
     try:
         rules = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", []) \
             if path.exists() else []
@@ -147,6 +136,6 @@ def add_allowed_domain(ws: Workspace, host: str) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / LICENSED_FILE).write_text(text, encoding="utf-8")
         load_rules(Path(tmp))  # raises RuleError naming the key
-    atomic_write(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"))
     ws.__dict__.pop("rules", None)  # drop the cached RuleSet
     return path

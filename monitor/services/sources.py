@@ -1,8 +1,13 @@
-"""``run_source``: discover a source's images and check them all as one recorded Scan.
+"""Configured sources: discovery wired to this deployment, conditional fetching, and
+``run_source`` (check a source now as one recorded scan).
 
-The daemon instead puts :func:`~monitor.intake.crawl.discover.discover` output on its
-queue; its workers can use :func:`fetch_candidate` to get the same conditional,
-"unchanged means not re-checked" behaviour for each URL.
+:func:`discover` hands :func:`monitor.intake.crawl.discover` what it needs (the
+workspace's fetcher, the deployment root, the candidate table as the record of files
+already seen). :func:`fetch_or_touch` fetches one discovered image conditionally (RFC
+9110 ``If-None-Match`` / ``If-Modified-Since`` from ``FetchCache``): an image that
+answers 304 and was already settled is not re-checked. ``monitor scan SOURCE``
+(:func:`run_source`) and the daemon's queue workers (``crawl`` and ``file`` jobs) both
+use it.
 """
 
 from __future__ import annotations
@@ -11,18 +16,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
-from sqlmodel import select
-
 from monitor.config.daemon import SourceSettings
 from monitor.errors import MonitorError
+from monitor.intake import crawl
 from monitor.intake.crawl.base import CrawlLog, Discovered
-from monitor.intake.crawl.discover import discover
 from monitor.intake.inputs import is_url
 from monitor.services.check import CandidateInput, check_items
-from monitor.services.scans import stages_note
+from monitor.services.scans import ScanRun
 from monitor.services.workspace import Workspace
-from monitor.store.models import Candidate, Scan, utcnow
-from monitor.types import CheckResult, Verdict
+from monitor.store.models import Scan
+from monitor.store.sightings import CandidateSightings
+from monitor.types import CheckResult
 
 BATCH = 32
 """Candidates fetched, then checked, together."""
@@ -31,15 +35,32 @@ FETCH_THREADS = 4
 """Image downloads in flight per run (per-host limits still apply)."""
 
 
-def fetch_candidate(ws: Workspace, found: Discovered,
-                    source_name: str | None = None) -> CandidateInput | None:
-    """The :class:`CandidateInput` for one discovered item, or None when it is unchanged.
+def discover(ws: Workspace, source: SourceSettings,
+             log: CrawlLog | None = None) -> Iterator[Discovered]:
+    """Yield each candidate of ``source`` once, at most ``source.max_images``, without
+    fetching the images (see :func:`monitor.intake.crawl.discover`).
 
-    URLs are fetched with validators from ``FetchCache`` (RFC 9110 conditional
-    GET). On 304, if the candidate with the cached sha256 was already settled,
-    its ``last_seen`` (and page/source) are updated and None is returned: it is
-    not re-checked. A fetch failure becomes the candidate's recorded error.
-    Files are left for the checker to read.
+    Pages, sitemaps and feeds go through ``ws.fetcher``; ``folder`` locations are
+    resolved against the deployment root, and files whose settled candidate shows them
+    unchanged are skipped (their ``last_seen`` touched). What could not be done goes to
+    ``log``.
+    """
+    fetcher = ws.fetcher if source.kind != "folder" else None
+    return crawl.discover(source, fetcher, log, resolve=ws.settings.path,
+                          seen=CandidateSightings(ws.session))
+
+
+def fetch_or_touch(ws: Workspace, found: Discovered,
+                   source_name: str | None = None) -> CandidateInput | int:
+    """The :class:`CandidateInput` for one discovered item, or the id of its settled
+    candidate when the image is unchanged.
+
+    URLs are fetched with validators from ``FetchCache`` (a conditional GET). On 304,
+    if the candidate with the cached sha256 was already settled, its ``last_seen`` (and
+    ``page_url`` / ``source_name``) are updated and its id is returned: it is not
+    re-checked; otherwise the URL is fetched again in full. A fetch failure becomes the
+    input's ``error`` (recorded as the candidate's state). Files are left for the
+    checker to read.
     """
     item = CandidateInput(found.location, page_url=found.page_url, source_name=source_name)
     if not is_url(found.location):
@@ -47,8 +68,10 @@ def fetch_candidate(ws: Workspace, found: Discovered,
     try:
         res = ws.fetcher.fetch(found.location, conditional=True)
         if res.not_modified:
-            if _touch_unchanged(ws, found, res.cached_sha256, source_name):
-                return None
+            seen = CandidateSightings(ws.session).touch_settled(
+                found.location, res.cached_sha256, found.page_url, source_name)
+            if seen is not None:
+                return seen
             res = ws.fetcher.fetch(found.location)
     except MonitorError as exc:
         item.error = exc
@@ -57,21 +80,11 @@ def fetch_candidate(ws: Workspace, found: Discovered,
     return item
 
 
-def _touch_unchanged(ws: Workspace, found: Discovered, sha: str | None,
-                     source_name: str | None) -> bool:
-    if not sha:
-        return False
-    with ws.session() as s:
-        row = s.exec(select(Candidate).where(Candidate.source == found.location,
-                                             Candidate.sha256 == sha)).first()
-        if row is None or row.status == "pending":
-            return False
-        row.last_seen = utcnow()
-        row.page_url = found.page_url or row.page_url
-        row.source_name = source_name or row.source_name
-        s.add(row)
-        s.commit()
-    return True
+def fetch_candidate(ws: Workspace, found: Discovered,
+                    source_name: str | None = None) -> CandidateInput | None:
+    """:func:`fetch_or_touch`, with None for an unchanged image."""
+    got = fetch_or_touch(ws, found, source_name)
+    return None if isinstance(got, int) else got
 
 
 def _batches(items: Iterable[Discovered], size: int) -> Iterator[list[Discovered]]:
@@ -83,53 +96,32 @@ def _batches(items: Iterable[Discovered], size: int) -> Iterator[list[Discovered
 def run_source(ws: Workspace, source: SourceSettings,
                progress: Callable[[CheckResult], None] | None = None,
                collection: str | None = None) -> tuple[Scan, list[CheckResult]]:
-    """Discover and check everything of ``source`` now, as one Scan (kind = source kind,
-    source = source name). Candidates carry ``source_name`` and ``page_url``.
+    """Discover and check everything of ``source`` now, as one scan (kind = source kind,
+    source = source name; see :class:`~monitor.services.scans.ScanRun`). Candidates carry
+    ``source_name`` and ``page_url``.
 
     The scan's note lists pages fetched, unchanged items not re-checked, and what
-    discovery skipped or failed on; ``errors`` counts failed candidates plus
-    discovery errors. A failure that stops the run marks the scan ``failed`` and
-    re-raises.
+    discovery skipped or failed on; ``errors`` counts failed candidates plus discovery
+    errors.
 
     Args:
         collection: only match this collection (default: ``source.collection``).
+
+    Returns:
+        ``(scan, results)``: the closed scan row and one result per checked candidate.
+
+    Raises:
+        StageUnavailable: a required stage cannot load (no scan is recorded).
+        Exception: whatever stops the run is re-raised after marking the scan ``failed``.
     """
-    with ws.session() as s:
-        scan = Scan(source=source.name, kind=source.kind, stages_note=stages_note(ws))
-        s.add(scan)
-        s.commit()
     log = CrawlLog()
     results: list[CheckResult] = []
-    unchanged = 0
     coll = collection or source.collection or None
-    try:
-        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-            for batch in _batches(discover(ws, source, log), BATCH):
-                items = list(pool.map(lambda d: fetch_candidate(ws, d, source.name), batch))
-                ready = [it for it in items if it is not None]
-                unchanged += len(items) - len(ready)
-                results.extend(check_items(ws, ready, coll, scan.id, progress=progress))
-    except Exception as exc:
-        _close(ws, scan, results, log, unchanged, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    _close(ws, scan, results, log, unchanged, "finished")
-    return scan, results
-
-
-def _close(ws: Workspace, scan: Scan, results: list[CheckResult], log: CrawlLog,
-           unchanged: int, status: str, note: str = "") -> None:
-    crawl = log.summary()
-    if unchanged:
-        crawl += f"; {unchanged} unchanged URL(s) (HTTP 304) not re-checked"
-    with ws.session() as s:
-        row = s.get(Scan, scan.id)
-        row.finished_at, row.status = utcnow(), status
-        row.checked = sum(r.verdict != Verdict.ERROR for r in results)
-        row.errors = sum(r.verdict == Verdict.ERROR for r in results) + len(log.errors)
-        row.violations = sum(r.verdict == Verdict.VIOLATION for r in results)
-        row.stages_note = "; ".join(x for x in (row.stages_note, crawl, note) if x)
-        s.add(row)
-        s.commit()
-        s.refresh(row)
-    for key in ("finished_at", "status", "checked", "errors", "violations", "stages_note"):
-        setattr(scan, key, getattr(row, key))
+    with ScanRun(ws, source.name, source.kind, log) as run, \
+            ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        for batch in _batches(discover(ws, source, log), BATCH):
+            got = list(pool.map(lambda d: fetch_or_touch(ws, d, source.name), batch))
+            ready = [g for g in got if not isinstance(g, int)]
+            run.unchanged += len(got) - len(ready)
+            results.extend(check_items(ws, ready, coll, run.scan.id, progress=progress))
+    return run.scan, results

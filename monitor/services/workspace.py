@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from monitor.config import Settings
 from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_file
 from monitor.matching.engine import Engine, GalleryEntry, working_side
 from monitor.matching.rules import RuleSet, load_rules
 from monitor.store import Store
+from monitor.store import gallery as gallery_repo
 from monitor.store.models import Collection, ProtectedImage
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "defaults" / "rules.toml"
+"""The packaged rules file, used when ``rules.dir`` holds none (``monitor init`` copies it)."""
+
+CLIP_BATCH = 32
+"""Gallery images embedded per CLIP call when vectors of the current model are missing."""
 
 
 class Workspace(Store):
@@ -54,7 +60,15 @@ class Workspace(Store):
 
     # -- engine ----------------------------------------------------------------
     def engine(self, progress: Callable[[int], None] | None = None) -> Engine:
-        """The engine with indices reconciled against the database (loaded once)."""
+        """The engine with indices reconciled against the database (loaded once).
+
+        The gallery table is read once for it (:meth:`gallery_entries`), which also
+        fills :meth:`gallery_info`; ``progress`` gets the count of images whose local
+        features were rebuilt.
+
+        Raises:
+            StageUnavailable: CLIP cannot load and ``clip.required`` is true.
+        """
         if self._engine is None:
             engine = Engine(self.settings)
             entries = self._backfill_clip(engine, self.gallery_entries(engine))
@@ -64,27 +78,35 @@ class Workspace(Store):
         return self._engine
 
     def _backfill_clip(self, engine: Engine, entries: list[GalleryEntry]) -> list[GalleryEntry]:
-        """Embed gallery images that lack a vector of the current CLIP model (batched)."""
-        missing = [e for e in entries if e.clip is None]
+        """Embed gallery images that lack a vector of the current CLIP model (batches of
+        :data:`CLIP_BATCH`), store the vectors and return ``entries`` with them filled
+        in (no second read of the table); ``entries`` itself when nothing was missing."""
+        missing = [i for i, e in enumerate(entries) if e.clip is None]
         if not missing or not engine.clip_ready():
             return entries
-        for start in range(0, len(missing), 32):
-            batch = missing[start:start + 32]
-            vectors = engine.embed([e.load() for e in batch])
+        entries = list(entries)
+        model = engine.clip.fingerprint
+        for start in range(0, len(missing), CLIP_BATCH):
+            batch = missing[start:start + CLIP_BATCH]
+            vectors = [v.tobytes() for v in engine.embed([entries[i].load() for i in batch])]
             with self.session() as s:
-                for e, v in zip(batch, vectors, strict=True):
-                    row = s.get(ProtectedImage, e.gallery_id)
-                    row.clip_vector, row.clip_model = v.tobytes(), engine.clip.fingerprint
-                    s.add(row)
+                gallery_repo.set_clip_vectors(
+                    s, [(entries[i].gallery_id, v) for i, v in zip(batch, vectors, strict=True)],
+                    model)
                 s.commit()
-        return self.gallery_entries(engine)
+            for i, v in zip(batch, vectors, strict=True):
+                entries[i] = replace(entries[i], clip=np.frombuffer(v, np.float32).copy())
+        return entries
 
     def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
-        """One :class:`GalleryEntry` per protected image, CLIP vectors of the current model only."""
+        """One :class:`GalleryEntry` per protected image (by id), CLIP vectors of the
+        current model only; one read of the table, which also refreshes
+        :meth:`gallery_info`'s cache."""
         model = engine.clip.fingerprint if engine.clip else None
         with self.session() as s:
-            rows = s.exec(select(ProtectedImage).order_by(ProtectedImage.id)).all()
-        return [self._entry(r, model) for r in rows]
+            rows = gallery_repo.list_images(s)
+        self._info = {p.id: (p.path, name, json.loads(p.meta_json)) for p, name in rows}
+        return [self._entry(r, model) for r, _ in rows]
 
     def _entry(self, row: ProtectedImage, model: str | None) -> GalleryEntry:
         clip = None
@@ -95,28 +117,29 @@ class Workspace(Store):
         return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p))
 
     def load_stored(self, path: Path) -> DecodedImage:
-        """Decode a stored gallery copy with the workspace limits."""
+        """Decode a stored gallery copy with the workspace limits.
+
+        Raises:
+            DecodeError: the stored file is unreadable or over the limits.
+        """
         return decode_file(path, self.limits)
 
     # -- look-ups --------------------------------------------------------------
     def collection(self, session: Session, name: str, create: bool = False) -> Collection | None:
-        """The collection called ``name`` (created when ``create``)."""
-        row = session.exec(select(Collection).where(Collection.name == name)).first()
-        if row is None and create:
-            row = Collection(name=name)
-            session.add(row)
-            session.flush()
-        return row
+        """The collection called ``name`` (created when ``create``); see
+        :func:`monitor.store.gallery.find_collection`, which new code should call."""
+        return gallery_repo.find_collection(session, name, create)
 
     def gallery_info(self) -> dict[int, tuple[str, str, dict]]:
         """``{gallery_id: (path, collection name, metadata)}`` for every protected image.
 
-        Read once and cached like the engine; :meth:`gallery_changed` drops it.
+        Read once and cached like the engine (loading the engine fills it from the same
+        read); :meth:`gallery_changed` drops it.
         """
         if self._info is None:
             with self.session() as s:
-                rows = s.exec(select(ProtectedImage, Collection).join(Collection)).all()
-            self._info = {p.id: (p.path, c.name, json.loads(p.meta_json)) for p, c in rows}
+                rows = gallery_repo.labels(s)
+            self._info = {gid: (path, name, json.loads(meta)) for gid, path, name, meta in rows}
         return self._info
 
     def gallery_changed(self) -> None:
@@ -129,7 +152,8 @@ class Workspace(Store):
         """The shared :class:`monitor.intake.fetcher.Fetcher`: one set of per-host limits and
         robots.txt cache per workspace; validators for conditional requests in ``FetchCache``.
         """
-        from monitor.intake.fetcher import DbValidatorCache, Fetcher
+        from monitor.intake.fetcher import Fetcher
+        from monitor.store.fetch_cache import DbValidatorCache
 
         return Fetcher(self.settings.fetch, max_bytes=self.limits.max_bytes,
                        cache=DbValidatorCache(self.session),

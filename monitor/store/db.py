@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import create_engine
 
 from monitor.errors import StoreError
@@ -64,3 +64,13 @@ def open_engine(url: str) -> Engine:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     return engine
+
+
+def ping(db: Engine) -> None:
+    """Run ``SELECT 1``: returns when the database answers.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or read.
+    """
+    with db.connect() as conn:
+        conn.execute(text("SELECT 1"))

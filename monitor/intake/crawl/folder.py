@@ -1,32 +1,58 @@
 """Folder sources: files that are new or changed since monitor last saw them.
 
-A file is *unchanged* when the database already has a settled (not
-``pending``) candidate row for its path and either
+A file is *unchanged* when a settled (not ``pending``) sighting of its path is
+known (:class:`SeenFiles`, e.g. the candidate table) and either
 
-* the row's size equals the file's size and the file's mtime is not later than
-  the row's ``last_seen`` (no read needed, like ``make`` or ``rsync``), or
-* the file's sha256 equals that of a settled row for the path (the file was
+* the newest sighting's size equals the file's size and the file's mtime is not
+  later than that sighting's ``last_seen`` (no read needed, like ``make`` or
+  ``rsync``), or
+* the file's sha256 equals that of a settled sighting of the path (the file was
   touched or copied back, but its bytes are the same).
 
-Unchanged files are not queued; their rows get ``last_seen`` updated, since a
-sighting is a sighting. Hidden files and folders are skipped.
+Unchanged files are not yielded; their sightings are touched (``last_seen`` now),
+since a sighting is a sighting. Hidden files and folders are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlmodel import select
+from typing import NamedTuple, Protocol
 
 from monitor.intake.crawl.base import Collector, CrawlLog, Discovered
 from monitor.intake.inputs import walk
-from monitor.services.workspace import Workspace
-from monitor.store.models import Candidate, utcnow
 
 BATCH = 256
+"""Paths looked up together."""
+
+SightingRow = tuple[int, str, int | None, datetime | None, str | None]
+"""``(id, status, size_bytes, last_seen, sha256)`` of one settled sighting of a path."""
+
+
+class SeenFiles(Protocol):
+    """What discovery needs to know of earlier sightings of files (implemented over the
+    candidate table by :class:`monitor.store.sightings.CandidateSightings`)."""
+
+    def settled(self, paths: Sequence[str]) -> Mapping[str, Sequence[SightingRow]]:
+        """``{path: [row, ...]}`` of the settled (not ``pending``) sightings of ``paths``;
+        paths never seen may be missing."""
+        ...
+
+    def touch(self, ids: Sequence[int]) -> None:
+        """Set ``last_seen`` of the sightings with these ids to now."""
+        ...
+
+
+class Seen(NamedTuple):
+    """One settled sighting (a :data:`SightingRow` with names); times are UTC."""
+
+    id: int
+    status: str
+    size_bytes: int | None
+    last_seen: datetime | None
+    sha256: str | None
 
 
 def _epoch(when: datetime | None) -> float:
@@ -36,14 +62,22 @@ def _epoch(when: datetime | None) -> float:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _unchanged(path: Path, rows: list[Candidate]) -> Candidate | None:
-    """The settled row that shows ``path`` unchanged, or None."""
-    settled = [r for r in rows if r.status != "pending"]
+def unchanged(path: Path, rows: Sequence[SightingRow]) -> Seen | None:
+    """The settled sighting that shows ``path`` unchanged, or None (new or changed).
+
+    Raises:
+        OSError: the file cannot be stat'ed or read.
+    """
+    settled = [s for s in map(Seen._make, rows) if s.status != "pending"]
     if not settled:
         return None
     st = path.stat()
@@ -54,27 +88,23 @@ def _unchanged(path: Path, rows: list[Candidate]) -> Candidate | None:
     return next((r for r in settled if r.sha256 == sha), None)
 
 
-def folder_files(ws: Workspace, location: str, collector: Collector,
+def folder_files(root: Path | None, seen: SeenFiles | None, collector: Collector,
                  log: CrawlLog) -> Iterator[Discovered]:
-    """Yield new and changed files under ``location`` (resolved against the deployment root)."""
-    root = ws.settings.path(location) if location else None
+    """Yield new and changed files under the folder ``root`` (all files when ``seen`` is
+    None); unchanged ones are touched through ``seen`` and counted in
+    ``log.unchanged_files``. A missing folder or an unreadable file goes to ``log``."""
     if root is None or not root.is_dir():
         log.error(str(root or "(no location)"), "not a folder")
         return
     paths = list(walk(root))
     for start in range(0, len(paths), BATCH):
         chunk = paths[start:start + BATCH]
-        with ws.session() as s:
-            rows = s.exec(select(Candidate).where(
-                Candidate.source.in_([str(p) for p in chunk]))).all()
-        by_path: dict[str, list[Candidate]] = {}
-        for row in rows:
-            by_path.setdefault(row.source, []).append(row)
+        known = seen.settled([str(p) for p in chunk]) if seen is not None else {}
         seen_ids: list[int] = []
         new: list[Path] = []
         for path in chunk:
             try:
-                same = _unchanged(path, by_path.get(str(path), []))
+                same = unchanged(path, known.get(str(path), ()))
             except OSError as exc:
                 log.error(str(path), f"cannot read: {exc}")
                 continue
@@ -82,21 +112,11 @@ def folder_files(ws: Workspace, location: str, collector: Collector,
                 seen_ids.append(same.id)
             else:
                 new.append(path)
-        _touch(ws, seen_ids)
+        if seen_ids and seen is not None:
+            seen.touch(seen_ids)
         log.unchanged_files += len(seen_ids)
         for path in new:
             if found := collector.add_file(str(path)):
                 yield found
             elif collector.full:
                 return
-
-
-def _touch(ws: Workspace, ids: list[int]) -> None:
-    if not ids:
-        return
-    now = utcnow()
-    with ws.session() as s:
-        for row in s.exec(select(Candidate).where(Candidate.id.in_(ids))).all():
-            row.last_seen = now
-            s.add(row)
-        s.commit()

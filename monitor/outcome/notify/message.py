@@ -26,7 +26,7 @@ from pathlib import Path
 from monitor.outcome.items import ReportItem
 from monitor.outcome.templating import render
 from monitor.outcome.thumbs import MARK_COLOUR, Thumb, ThumbCache
-from monitor.services.workspace import Workspace
+from monitor.store import Store
 from monitor.store.models import utcnow
 
 MAX_INLINE = 20
@@ -55,13 +55,13 @@ class _Images:
         return replace(thumb, src=f"cid:{self.parts[thumb.data]}")
 
 
-def detail_url(ws: Workspace, violation_id: int) -> str | None:
+def detail_url(ws: Store, violation_id: int) -> str | None:
     """Link to the violation on the dashboard when ``server.base_url`` is set."""
     base = ws.settings.server.base_url.rstrip("/")
     return f"{base}/violations/{violation_id}" if base else None
 
 
-def build_message(ws: Workspace, *, kind: str, subject: str, items: list[ReportItem],
+def build_message(ws: Store, *, kind: str, subject: str, items: list[ReportItem],
                   recipients: list[str], period: tuple[datetime, datetime] | None = None,
                   report_path: Path | None = None, now: datetime | None = None) -> EmailMessage:
     """An alert (``kind="alert"``, usually one item) or digest message, ready to send."""

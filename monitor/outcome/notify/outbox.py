@@ -1,8 +1,10 @@
 """Draining the alert outbox: immediate mails with retry and backoff, and periodic digests.
 
 Immediate alerts are :class:`~monitor.store.models.Alert` rows (``kind =
-"immediate"``) the recorder inserts for each new violation; the (kind,
-violation) uniqueness means a violation is mailed at most once. An alert is
+"immediate"``) the check pipeline inserts for each new violation
+(:mod:`monitor.store.candidates`); their delivery state is kept through
+:mod:`monitor.store.alerts`. The (kind, violation) uniqueness means a
+violation is mailed at most once. An alert is
 *claimed* with a conditional UPDATE (attempts + 1, ``next_attempt_at`` pushed
 to a lease) before it is sent, so two drains running at once never both send
 it, and a process killed mid-send retries after the lease. A failed send
@@ -20,17 +22,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
-from sqlmodel import select
-
 from monitor.errors import MonitorError
 from monitor.outcome.items import as_utc, query_items
 from monitor.outcome.notify.message import alert_subject, build_message, digest_subject
 from monitor.outcome.notify.smtp import SendError, deliver
 from monitor.outcome.report import write_report
-from monitor.services.recorder import QUIET_STATUSES
-from monitor.services.workspace import Workspace
-from monitor.store.models import Alert, Violation, utcnow
+from monitor.store import Store
+from monitor.store.alerts import (
+    claim_alert,
+    due_alerts,
+    get_alert,
+    last_sent_digest,
+    save_alert,
+)
+from monitor.store.candidates import QUIET_STATUSES
+from monitor.store.models import Alert, utcnow
+from monitor.store.violations import get_violation
 
 DIGEST_PERIOD = timedelta(hours=24)
 """Period of the first digest (no earlier digest was sent)."""
@@ -38,27 +45,27 @@ DIGEST_STATUSES = ["open", "confirmed"]
 """Review states a digest lists (dismissed and licensed are left out)."""
 
 
-def mail_enabled(ws: Workspace) -> bool:
+def mail_enabled(ws: Store) -> bool:
     """True when ``smtp.host`` is set."""
     return bool(ws.settings.smtp.host)
 
 
-def _recipients(ws: Workspace, alert: Alert) -> list[str]:
+def _recipients(ws: Store, alert: Alert) -> list[str]:
     listed = [r.strip() for r in alert.recipients.split(",") if r.strip()]
     return listed or list(ws.settings.smtp.recipients)
 
 
-def _lease(ws: Workspace) -> timedelta:
+def _lease(ws: Store) -> timedelta:
     """How long a claimed alert is hidden from other drains: a send's worst case plus margin."""
     return timedelta(seconds=4 * ws.settings.smtp.timeout + 60)
 
 
-def backoff(ws: Workspace, attempts: int) -> timedelta:
+def backoff(ws: Store, attempts: int) -> timedelta:
     """Delay before attempt ``attempts + 1``: ``alerts.backoff × 2^(attempts-1)`` seconds."""
     return timedelta(seconds=ws.settings.alerts.backoff * 2 ** max(0, attempts - 1))
 
 
-def send_pending_alerts(ws: Workspace, now: datetime | None = None) -> int:
+def send_pending_alerts(ws: Store, now: datetime | None = None) -> int:
     """Send every pending immediate alert that is due at ``now`` (default: now, UTC).
 
     Returns how many were sent. Failures are recorded on the row (error,
@@ -69,33 +76,24 @@ def send_pending_alerts(ws: Workspace, now: datetime | None = None) -> int:
     if not mail_enabled(ws):
         return 0
     with ws.session() as s:
-        due = s.exec(select(Alert.id).where(
-            Alert.kind == "immediate", Alert.status == "pending",
-            or_(Alert.next_attempt_at.is_(None), Alert.next_attempt_at <= now))
-            .order_by(Alert.id)).all()
+        due = due_alerts(s, "immediate", now)
     return sum(_send_one(ws, alert_id, now) for alert_id in due)
 
 
-def _claim(ws: Workspace, alert: Alert, now: datetime) -> bool:
+def _claim(ws: Store, alert: Alert, now: datetime) -> bool:
     """Take ``alert`` for sending (attempts + 1, lease); False when another drain has it."""
     with ws.session() as s:
-        done = s.execute(update(Alert).where(Alert.id == alert.id, Alert.status == "pending",
-                                             Alert.attempts == alert.attempts)
-                         .values(attempts=alert.attempts + 1,
-                                 next_attempt_at=now + _lease(ws)))
-        s.commit()
-        return done.rowcount == 1
+        return claim_alert(s, alert, now + _lease(ws))
 
 
-def _send_one(ws: Workspace, alert_id: int, now: datetime) -> int:
+def _send_one(ws: Store, alert_id: int, now: datetime) -> int:
     with ws.session() as s:
-        alert = s.get(Alert, alert_id)
-        v = s.get(Violation, alert.violation_id) if alert.violation_id else None
+        alert = get_alert(s, alert_id)
+        v = get_violation(s, alert.violation_id) if alert.violation_id else None
         if v is None or v.status in QUIET_STATUSES:
             alert.status, alert.next_attempt_at = "skipped", None
             alert.error = f"violation {v.status}" if v else "violation gone"
-            s.add(alert)
-            s.commit()
+            save_alert(s, alert)
             return 0
         items = query_items(s, violation_ids=[v.id])
     if not _claim(ws, alert, now):
@@ -113,10 +111,10 @@ def _send_one(ws: Workspace, alert_id: int, now: datetime) -> int:
     return 1
 
 
-def _record(ws: Workspace, alert_id: int, attempts: int, now: datetime, *,
+def _record(ws: Store, alert_id: int, attempts: int, now: datetime, *,
             sent: bool = False, error: str | None = None) -> None:
     with ws.session() as s:
-        alert = s.get(Alert, alert_id)
+        alert = get_alert(s, alert_id)
         alert.attempts, alert.error = attempts, (error or "")[:2000] or None
         if sent:
             alert.status, alert.sent_at, alert.next_attempt_at = "sent", now, None
@@ -124,20 +122,18 @@ def _record(ws: Workspace, alert_id: int, attempts: int, now: datetime, *,
             alert.status, alert.next_attempt_at = "failed", None
         else:
             alert.next_attempt_at = now + backoff(ws, attempts)
-        s.add(alert)
-        s.commit()
+        save_alert(s, alert)
 
 
-def digest_period(ws: Workspace, now: datetime) -> tuple[datetime, datetime]:
+def digest_period(ws: Store, now: datetime) -> tuple[datetime, datetime]:
     """(start, end) of the next digest: end of the last sent digest (else ``now`` - 24 h) to now."""
     with ws.session() as s:
-        last = s.exec(select(Alert).where(Alert.kind == "digest", Alert.status == "sent")
-                      .order_by(Alert.period_end.desc())).first()
+        last = last_sent_digest(s)
     start = as_utc(last.period_end) if last and last.period_end else now - DIGEST_PERIOD
     return start, now
 
 
-def send_digest(ws: Workspace, now: datetime | None = None) -> Alert | None:
+def send_digest(ws: Store, now: datetime | None = None) -> Alert | None:
     """Mail the digest of violations flagged in :func:`digest_period`; return its record.
 
     Returns None when nothing was due: mail disabled, an empty period (unless
@@ -171,7 +167,4 @@ def send_digest(ws: Workspace, now: datetime | None = None) -> Alert | None:
         alert.status, alert.sent_at = "sent", now
         alert.error = f"refused: {refused}" if refused else None
     with ws.session() as s:
-        s.add(alert)
-        s.commit()
-        s.refresh(alert)
-    return alert
+        return save_alert(s, alert)

@@ -1,0 +1,90 @@
+"""Submissions into the durable queue: what the HTTP accept path decides before enqueueing.
+
+An upload is sniffed (:mod:`monitor.imaging.sniff`, one table) and hashed once here; its
+sha256 travels with the job, so the worker's pipeline does not hash it again, and its
+bytes are written once, content-addressed under ``uploads/``. Duplicates (the same
+``Idempotency-Key``, or the same bytes) return the existing job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.errors import Conflict, NotFound, QueueFull
+from monitor.services.workspace import Workspace
+from monitor.store import queue
+from monitor.store.models import Job
+
+UPLOADS = "uploads"
+"""Folder under the data folder holding uploaded bytes until they are checked."""
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A submission that already exists for this key or these bytes."""
+
+    id: str
+    status: str
+
+
+def prepare_upload(ws: Workspace, data: bytes, fmt: str, page_url: str | None,
+                   meta: dict[str, Any], key: str | None, depth: int
+                   ) -> Existing | dict[str, Any]:
+    """Hash and store an upload already sniffed as ``fmt``; the existing job, or the
+    keyword arguments of the :func:`monitor.store.queue.enqueue` call to make.
+
+    Args:
+        depth: the queue depth as the caller last read it (a cheap pre-check; the
+            enqueue itself decides).
+
+    Raises:
+        Conflict: ``key`` was used before for different bytes (409).
+        QueueFull: the queue holds ``server.queue_max`` jobs (429).
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    existing = queue.find_existing(ws.db, idempotency_key=key or f"sha256:{sha}", sha256=sha)
+    if existing is not None:
+        if key and existing.idempotency_key == key and existing.sha256 != sha:
+            raise Conflict("Idempotency-Key already used for a different body")
+        return Existing(existing.id, existing.status)
+    max_depth = ws.settings.server.queue_max
+    if depth >= max_depth:
+        raise QueueFull("queue is full; retry later")
+    rel = f"{UPLOADS}/{sha[:2]}/{sha}"
+    if not (ws.data_dir / rel).exists():
+        ws.put_file(rel, data)
+    return dict(kind="submission", page_url=page_url, path=rel, metadata=meta, sha256=sha,
+                idempotency_key=key, max_depth=max_depth)
+
+
+def prepare_url(ws: Workspace, url: str, page_url: str | None, meta: dict[str, Any],
+                key: str | None) -> Existing | dict[str, Any]:
+    """The existing job for ``key``, or the enqueue arguments of a URL submission (the
+    worker fetches ``url`` through the SSRF guard).
+
+    Raises:
+        Conflict: ``key`` was used before for another URL (409).
+    """
+    if key:
+        existing = queue.find_existing(ws.db, idempotency_key=key)
+        if existing is not None:
+            if existing.url != url:
+                raise Conflict("Idempotency-Key already used for a different body")
+            return Existing(existing.id, existing.status)
+    return dict(kind="submission", url=url, page_url=page_url, metadata=meta,
+                idempotency_key=key, dedupe_location=True,
+                max_depth=ws.settings.server.queue_max)
+
+
+def get_submission(ws: Workspace, job_id: str) -> Job:
+    """The job of submission ``job_id``.
+
+    Raises:
+        NotFound: no such submission (404).
+    """
+    job = queue.get(ws.db, job_id)
+    if job is None:
+        raise NotFound(f"no submission {job_id}")
+    return job
