@@ -158,3 +158,21 @@ class CheckResult:
     error: str | None = None
     error_code: str | None = None
     candidate_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a previous 2xx response said about its representation, kept per URL for
+    conditional requests (RFC 9110 §13.1).
+
+    Attributes:
+        etag: the ``ETag`` header, or None.
+        last_modified: the ``Last-Modified`` header (HTTP date text), or None.
+        sha256: hex sha256 of the body then received, or None.
+        status: that response's HTTP status, or None.
+    """
+
+    etag: str | None
+    last_modified: str | None
+    sha256: str | None
+    status: int | None

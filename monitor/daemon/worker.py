@@ -59,8 +59,8 @@ def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     """The :class:`~monitor.services.check.CandidateInput` a job stands for, or the id of
     the settled candidate it found unchanged.
 
-    Uploads are named ``upload:<sha256>`` and read from the data folder (the sha256 hashed
-    at intake, written content-addressed, travels with them: not hashed again); a URL
+    Uploads are named ``upload:<sha256>`` and read from the data folder (sniffed and
+    hashed at intake, written content-addressed: neither is done again); a URL
     submission is fetched in full by the checker. ``crawl`` and ``file`` jobs (found by
     a source) go through :func:`monitor.services.sources.fetch_or_touch`, as in
     ``monitor scan SOURCE``: a URL is fetched conditionally and an image that answers
@@ -69,10 +69,12 @@ def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     source_name = job.source
     if job.kind == "submission":
         if job.path:
+            spool = ws.data_dir / job.path
             item = CandidateInput(f"upload:{job.sha256}", page_url=job.page_url,
-                                  source_name=source_name, sha256=job.sha256)
+                                  source_name=source_name, sha256=job.sha256, spool=spool,
+                                  sniffed=True)
             try:
-                item.data = (ws.data_dir / job.path).read_bytes()
+                item.data = spool.read_bytes()
             except OSError as exc:
                 item.error = FetchError(f"uploaded bytes are gone: {exc}")
             return item

@@ -211,9 +211,11 @@ def _shrink(im: Image.Image, side: int) -> Image.Image:
 
 
 def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits(),
-                 sha256: str | None = None) -> DecodedImage:
+                 sha256: str | None = None, sniffed: bool = False) -> DecodedImage:
     """Decode ``data`` into a :class:`DecodedImage`; ``sha256`` is its hex digest when the
-    caller computed it already (else computed here).
+    caller computed it already (else computed here); ``sniffed`` says the caller matched
+    its magic bytes to a raster format already (:mod:`monitor.imaging.sniff`), so text
+    documents need not be looked for again.
 
     Raises:
         EmptyInput: zero bytes.
@@ -226,7 +228,7 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits(),
         raise EmptyInput("empty input: 0 bytes")
     if len(data) > limits.max_bytes:
         raise InputTooLarge(f"input is {len(data)} bytes; the limit is {limits.max_bytes}")
-    kind = document_kind(data)
+    kind = None if sniffed else document_kind(data)
     if kind:
         raise UnsupportedFormat(f"not a raster image: looks like {kind}")
     try:

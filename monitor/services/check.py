@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from monitor.errors import DecodeError, MonitorError
 from monitor.imaging.decode import DecodedImage, decode_bytes
@@ -27,6 +28,7 @@ from monitor.matching.rules import overall
 from monitor.services.workspace import Workspace
 from monitor.store import candidates as repo
 from monitor.store.gallery import collection_ids as ids_in
+from monitor.store.models import Candidate
 from monitor.types import CheckResult, Match, RuleOutcome, Verdict
 
 CHUNK = 32
@@ -41,7 +43,10 @@ class CandidateInput:
     ``location`` read (a file path) or fetched (an http(s) URL). ``error`` set
     means the bytes could not be had; it is recorded as the candidate's state.
     ``sha256`` may be given when the caller hashed the bytes already (an upload);
-    otherwise the pipeline computes it once.
+    otherwise the pipeline computes it once. ``spool`` is the file in the data folder
+    that holds ``data`` (a queued upload): flagged, it becomes the evidence by a hard
+    link instead of a second copy. ``sniffed`` says the bytes' magic was matched to a
+    raster format at intake (``POST /v1/submissions``), so decoding does not sniff again.
     """
 
     location: str
@@ -55,6 +60,9 @@ class CandidateInput:
     candidate_id: int | None = None
     sha256: str | None = None
     evidence_path: str | None = None
+    spool: Path | None = None
+    sniffed: bool = False
+    row: Candidate | None = field(default=None, repr=False)
 
 
 def check(ws: Workspace, inputs: list[str], collection: str | None = None,
@@ -135,7 +143,7 @@ class Pipeline:
                           if it.decoded else [], chunk))
         for it, matches in zip(chunk, found, strict=True):
             result = self._finish(it, matches)
-            it.decoded = None  # free pixels early
+            it.decoded = it.row = None  # free pixels early
             yield result
 
     def _read(self, item: CandidateInput) -> None:
@@ -158,13 +166,13 @@ class Pipeline:
         with self.ws.session() as s:
             rows = repo.record_pending(s, sightings, scan_id)
         for it, row in zip(chunk, rows, strict=True):
-            it.candidate_id, it.evidence_path = row.id, row.evidence_path
+            it.row, it.candidate_id, it.evidence_path = row, row.id, row.evidence_path
 
     def _decode(self, item: CandidateInput) -> None:
         if item.data is None or item.error is not None:
             return
         try:
-            item.decoded = decode_bytes(item.data, self.ws.limits, sha256=item.sha256)
+            item.decoded = decode_bytes(item.data, self.ws.limits, item.sha256, item.sniffed)
         except DecodeError as exc:
             item.error = exc
 
@@ -172,7 +180,7 @@ class Pipeline:
         if it.error is not None:
             if self.record:
                 with self.ws.session() as s:
-                    repo.record_error(s, it.candidate_id, it.error.code, str(it.error))
+                    repo.record_error(s, it.row, it.error.code, str(it.error))
             elif not self.record:
                 raise it.error
             return CheckResult(it.location, it.sha256 if it.data is not None else None,
@@ -184,7 +192,7 @@ class Pipeline:
             evidence = self._evidence(it, verdict in repo.FLAGGED)
             checked = repo.Checked(d.width, d.height, d.format, verdict, outcomes, evidence)
             with self.ws.session() as s:
-                repo.record_checked(s, it.candidate_id, checked, alert_channels(self.ws))
+                repo.record_checked(s, it.row, checked, alert_channels(self.ws))
         return CheckResult(it.location, d.sha256, verdict, outcomes,
                            candidate_id=it.candidate_id)
 
@@ -194,7 +202,10 @@ class Pipeline:
             return None
         d = it.decoded
         rel = f"evidence/{d.sha256[:2]}/{d.sha256}.{d.format.lower()}"
-        self.ws.put_file(rel, it.data)
+        if it.spool is not None:
+            self.ws.keep_file(rel, it.spool, it.data)
+        else:
+            self.ws.put_file(rel, it.data)
         return rel
 
 

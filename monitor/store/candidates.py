@@ -100,9 +100,9 @@ def record_pending(session: Session, sightings: Sequence[Sighting],
     return rows
 
 
-def record_error(session: Session, candidate_id: int, code: str, message: str) -> Candidate:
-    """Mark the candidate as failed with ``code`` and ``message``; commits."""
-    row = session.get(Candidate, candidate_id)
+def record_error(session: Session, row: Candidate, code: str, message: str) -> Candidate:
+    """Mark the candidate ``row`` (from :func:`record_pending`, detached) as failed with
+    ``code`` and ``message``; commits."""
     row.status, row.verdict = "error", Verdict.ERROR.value
     row.error_code, row.error = code, message
     session.add(row)
@@ -110,16 +110,17 @@ def record_error(session: Session, candidate_id: int, code: str, message: str) -
     return row
 
 
-def record_checked(session: Session, candidate_id: int, checked: Checked,
+def record_checked(session: Session, row: Candidate, checked: Checked,
                    alert_channels: Sequence[tuple[str, str]]) -> Candidate:
     """Store a checked candidate: its facts and verdict, one match row per outcome, a
     violation for each flagged one and outbox rows for new violations; commits once.
 
     Args:
+        row: the candidate's row as :func:`record_pending` returned it (detached; it is
+            attached to ``session`` again, so it is not read back).
         alert_channels: ``(kind, recipients)`` of each outbox row a new violation gets
             (``("immediate", "a@x,b@y")``, ``("webhook", url)``); empty: none.
     """
-    row = session.get(Candidate, candidate_id)
     row.width, row.height, row.format = checked.width, checked.height, checked.format
     row.status, row.verdict, row.checked_at = "checked", checked.verdict.value, utcnow()
     row.error_code = row.error = None

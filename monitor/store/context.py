@@ -66,6 +66,20 @@ class Store:
         the same folder, fsync, ``os.replace``) and return the absolute path."""
         return write_atomic(self.data_dir / rel, payload)
 
+    def keep_file(self, rel: str, source: Path, payload: bytes) -> Path:
+        """Make ``rel`` under :attr:`data_dir` hold ``payload``, the bytes of the file
+        ``source`` already in the data folder: a hard link (no bytes written) when the
+        filesystem allows, else :meth:`put_file`. Returns the absolute path."""
+        path = self.data_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)
+        except FileExistsError:
+            pass
+        except OSError:  # another filesystem, no hard links, or the source is gone
+            return self.put_file(rel, payload)
+        return path
+
 
 def write_atomic(path: Path, payload: bytes) -> Path:
     """Replace ``path`` with ``payload`` so readers see the old or the new file, never a

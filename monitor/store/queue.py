@@ -270,13 +270,11 @@ def lease(db: Engine, worker_id: str, lease_seconds: float = 300.0) -> Job | Non
     stmt = (update(Job).where(Job.id == due, Job.status == "queued")
             .values(status="running", lease_until=until, attempts=Job.attempts + 1,
                     updated_at=now)
-            .returning(Job.id))
+            .returning(Job))
     with _session(db) as s:
-        job_id = s.execute(stmt).scalar()
+        job = s.execute(stmt).scalars().first()  # the leased row itself: no second SELECT
         s.commit()
-        if job_id is None:
-            return None
-        return s.get(Job, job_id)
+        return job
 
 
 def _fenced(job: Job):
