@@ -29,6 +29,12 @@ class ServerSettings(_Section):
                                       "set MONITOR_SERVER__WEBHOOK_SECRET.")
     webhook_secret_file: str = Field("", description="File holding the HMAC key instead.")
     signature_tolerance: int = Field(300, description="Replay window for signatures (seconds).")
+    max_concurrent_requests: int = Field(
+        64, ge=1, description="Requests handled at once in all; more get 429 with Retry-After.")
+    max_concurrent_per_client: int = Field(
+        8, ge=1, description="Requests handled at once per client address; more get 429.")
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds allowed to receive a request body (slow senders: 408).")
     base_url: str = Field("", description="Public URL of this server, for links in mail.")
     dashboard_token: SecretStr = Field(
         SecretStr(""), description="Dashboard access token; empty: loopback clients only. "

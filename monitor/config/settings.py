@@ -50,6 +50,11 @@ class DecodeSettings(_Section):
     work_side: int = Field(
         1024, description="Longest side (pixels) of the working copy the stages share."
     )
+    memory_budget_mb: int = Field(
+        1024, ge=64, description="Memory (MiB) that decodes running at once may claim, "
+        "estimated from each image's header (width x height x bytes per pixel); a decode "
+        "that does not fit waits, one larger than the budget alone runs by itself."
+    )
 
 
 class HashSettings(_Section):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """Alembic head revision this code was written against."""
 
 
@@ -52,6 +52,8 @@ class ProtectedImage(SQLModel, table=True):
     clip_vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     clip_model: str | None = None
     added_at: datetime = Field(default_factory=utcnow)
+    archived_at: datetime | None = Field(default=None, index=True)
+    archived_by: str | None = None
 
 
 class Scan(SQLModel, table=True):
@@ -201,3 +203,12 @@ class Alert(SQLModel, table=True):
     recipients: str = ""
     sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Nonce(SQLModel, table=True):
+    """A request nonce seen within the signature window (replay cache, shared by every
+    process on the database). Rows older than the window may be deleted."""
+
+    key_id: str = Field(primary_key=True)
+    nonce: str = Field(primary_key=True)
+    seen_at: datetime = Field(default_factory=utcnow, index=True)
