@@ -246,6 +246,20 @@ def test_guard_checks_the_dns_answer(site, monkeypatch) -> None:
     assert srv.requested("/a.jpg")[-1]["host"] == f"rebound.test:{port}"
 
 
+def test_ipv6_addresses_carrying_ipv4_are_judged_as_it() -> None:
+    """6to4, NAT64 and Teredo addresses embed an IPv4 address: 2002:a9fe:a9fe::/48 is the
+    metadata service in disguise (issue 19: counted as public before)."""
+    cases = {"2002:a9fe:a9fe::1": "forbidden", "2002:7f00:1::1": "private",
+             "2002:0a00:0001::1": "private", "2002:0808:0808::1": "public",
+             "64:ff9b::a9fe:a9fe": "forbidden", "64:ff9b::808:808": "public",
+             "64:ff9b:1::a00:1": "private",
+             "2001:0:4136:e378:8000:63bf:3fff:fdd2": "private"}  # Teredo client 192.0.2.45
+    for text, expected in cases.items():
+        assert classify(ipaddress.ip_address(text))[0] == expected, text
+    with pytest.raises(AddressRefused, match="metadata"):
+        AddressPolicy.build(False).check("x", ipaddress.ip_address("2002:a9fe:a9fe::1"))
+
+
 def test_address_classes() -> None:
     cases = {"8.8.8.8": "public", "2606:4700::1111": "public", "127.0.0.1": "private",
              "::1": "private", "10.0.0.1": "private", "192.168.1.1": "private",

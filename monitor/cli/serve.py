@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,8 +23,21 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="TCP port (server.port); 0 picks a free one, logged at start.")] = None,
         workers: Annotated[int | None, typer.Option(
             help="Queue worker threads (server.workers).")] = None,
+        ssl_certfile: Annotated[Path | None, typer.Option(
+            help="PEM certificate chain: serve HTTPS (with --ssl-keyfile).")] = None,
+        ssl_keyfile: Annotated[Path | None, typer.Option(
+            help="PEM private key of --ssl-certfile.")] = None,
     ) -> None:
-        """Run the daemon: HTTP API, scheduled sources and queue workers, until SIGTERM."""
-        from monitor.daemon import serve as run
+        """Run the daemon: HTTP API, scheduled sources and queue workers, until SIGTERM.
 
-        raise typer.Exit(run(workspace(), str(config_file()), host, port, workers))
+        Beyond loopback, serve HTTPS (--ssl-certfile/--ssl-keyfile) or put a TLS proxy in
+        front; unsigned /v1 routes (server.require_signature = false) are refused there.
+        """
+        from monitor.daemon import serve as run
+        from monitor.daemon.exposure import Tls
+        from monitor.errors import ConfigError
+
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
+        tls = Tls(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile and ssl_keyfile else None
+        raise typer.Exit(run(workspace(), str(config_file()), host, port, workers, tls))

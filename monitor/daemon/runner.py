@@ -29,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from monitor.daemon.exposure import Tls, exposure_warnings
 from monitor.errors import ConfigError
 from monitor.services.workspace import Workspace
 from monitor.store import queue
@@ -52,13 +53,14 @@ class Daemon:
 
     def __init__(self, ws: Workspace, config_path: str, host: str | None = None,
                  port: int | None = None, workers: int | None = None,
-                 grace: float = 30.0, app_factory: str = HTTP_APP) -> None:
+                 grace: float = 30.0, app_factory: str = HTTP_APP, tls: Tls | None = None
+                 ) -> None:
         server = ws.settings.server
         self.ws, self.config_path = ws, config_path
         self.host = host or server.host
         self.port = server.port if port is None else port
         self.n_workers = server.workers if workers is None else workers
-        self.grace, self.app_factory = grace, app_factory
+        self.grace, self.app_factory, self.tls = grace, app_factory, tls
         self.stop = threading.Event()
         self.bound_port: int | None = None
 
@@ -67,11 +69,15 @@ class Daemon:
         """Start every part; returns once the HTTP socket is listening.
 
         Raises:
-            ConfigError: signatures are required but no secret is configured.
+            ConfigError: signatures are required but no secret is configured, or are
+                off while listening beyond loopback (:mod:`monitor.daemon.exposure`).
             StageUnavailable: a required stage cannot load.
             OSError: the address cannot be bound.
         """
         from uvicorn.importer import import_from_string
+
+        for warning in exposure_warnings(self.ws.settings, self.host, self.tls):
+            log.warning(warning)
 
         from monitor.daemon.metrics import Metrics
         from monitor.daemon.schedule import build_scheduler, sync_sources
@@ -117,8 +123,10 @@ class Daemon:
         sock.bind((self.host, self.port))
         sock.listen(2048)
         self.bound_port = sock.getsockname()[1]
+        tls = dict(ssl_certfile=self.tls.certfile, ssl_keyfile=self.tls.keyfile) if self.tls \
+            else {}
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=10, backlog=2048)
+                                timeout_graceful_shutdown=10, backlog=2048, **tls)
         self.http = uvicorn.Server(config)
 
         def run() -> None:
@@ -129,7 +137,8 @@ class Daemon:
 
         self.http_thread = threading.Thread(target=run, name="http", daemon=True)
         self.http_thread.start()
-        log.info("listening on http://%s:%d (OpenAPI at /docs)", self.host, self.bound_port)
+        log.info("listening on %s://%s:%d (OpenAPI at /docs)", "https" if self.tls else "http",
+                 self.host, self.bound_port)
 
     def _maintenance(self) -> None:
         while not self.stop.wait(MAINTENANCE_EVERY):
@@ -192,12 +201,16 @@ class Daemon:
 
 
 def serve(ws: Workspace, config_path: str | Path, host: str | None = None,
-          port: int | None = None, workers: int | None = None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code (0)."""
+          port: int | None = None, workers: int | None = None, tls: Tls | None = None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code (0).
+
+    Raises:
+        ConfigError, StageUnavailable, OSError: see :meth:`Daemon.start`.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    daemon = Daemon(ws, str(config_path), host, port, workers)
+    daemon = Daemon(ws, str(config_path), host, port, workers, tls=tls)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)

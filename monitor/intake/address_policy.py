@@ -32,10 +32,14 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
 def classify(addr: IPAddress) -> tuple[str, str]:
     """``(category, why)`` of an address: category is ``public``, ``private`` or ``forbidden``.
 
-    IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``) are judged as the IPv4 address.
+    IPv6 addresses that carry an IPv4 address are judged as that IPv4 address:
+    IPv4-mapped (``::ffff:a.b.c.d``, RFC 4291 §2.5.5.2), 6to4 (``2002:AABB:CCDD::/48``,
+    RFC 3056), Teredo (``2001::/32``, the client address, RFC 4380) and NAT64
+    (``64:ff9b::/96``, RFC 6052; ``64:ff9b:1::/48``, RFC 8215): a 6to4 address can embed
+    169.254.169.254.
     """
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        addr = embedded_ipv4(addr) or addr
     if addr in METADATA_ADDRESSES:
         return "forbidden", "cloud metadata"
     for test, why in ((addr.is_link_local, "link-local"), (addr.is_multicast, "multicast"),
@@ -51,6 +55,24 @@ def classify(addr: IPAddress) -> tuple[str, str]:
     if not addr.is_global:
         return "private", "non-public"
     return "public", "public"
+
+
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+"""NAT64 prefixes whose last 32 bits are an IPv4 address (RFC 6052 §2.1, RFC 8215)."""
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo client, NAT64),
+    or None."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    if any(addr in net for net in NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
 
 
 @dataclass(frozen=True)
