@@ -3,9 +3,9 @@
 Phase 1 (accept path): ``--n`` distinct images (real photos from
 ``skimage.data``, resized and re-encoded so every body differs) are POSTed to
 ``/v1/submissions`` all at once (one connection each, ``--concurrency`` at a
-time, default all), signed with HMAC-SHA256 (``X-Monitor-Timestamp``,
-``X-Monitor-Signature``). Reports requests per second, p50/p90/p99 latency
-(milliseconds, send to full answer) and the count of 202 / 429 / 5xx / other.
+time, default all), signed with signature v2 (HMAC-SHA256 over method, path, key id,
+timestamp, nonce and body SHA-256; key ``default``). Reports requests per second,
+p50/p90/p99 latency (milliseconds, send to full answer) and the count of 202 / 429 / 5xx / other.
 Nothing is retried, so a 429 counts as "told to retry". The bar: no 5xx.
 
 Phase 2 (end to end): waits until ``/healthz`` shows an empty queue and
@@ -27,6 +27,7 @@ import asyncio
 import io
 import os
 import re
+import secrets
 import shlex
 import signal
 import statistics
@@ -69,7 +70,7 @@ def spawn(workers: int, queue_max: int, local: bool) -> tuple[subprocess.Popen, 
     import skimage.data
 
     root = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
-    secret = "bench-secret"
+    secret = secrets.token_hex(32)
     (root / "config.toml").write_text(
         f"[clip]\nenabled = false\n[local]\nenabled = {str(local).lower()}\n"
         f"[server]\nport = 0\nworkers = {workers}\nqueue_max = {queue_max}\n")
@@ -122,7 +123,8 @@ async def fire(url: str, secret: str, payloads: list[bytes], concurrency: int
 
     async def one(data: bytes) -> None:
         async with sem:
-            headers = {"Content-Type": "image/jpeg", **signed_headers(secret, data)}
+            headers = {"Content-Type": "image/jpeg",
+                       **signed_headers(secret, "POST", "/v1/submissions", data)}
             t = time.perf_counter()
             try:
                 codes.append(await post(target.host, target.port, "/v1/submissions", data,

@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import io
 import os
+import secrets
 import sqlite3
 import sys
 import tempfile
@@ -209,7 +210,10 @@ def measure_daemon(root: Path, counts: Counts, cands: list[bytes], secret: str) 
             counts.on = True
             ids = []
             for data in cands:
-                h = signed_headers(secret, data)
+                try:  # signature v2 (method, path, nonce, body hash)
+                    h = signed_headers(secret, "POST", "/v1/submissions", data)
+                except TypeError:  # older code signed v1: timestamp + body
+                    h = signed_headers(secret, data)
                 h["Content-Type"] = "image/jpeg"
                 r = client.post("/v1/submissions", content=data, headers=h)
                 assert r.status_code == 202, r.text
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--candidates", type=int, default=16, help="2N candidates (even)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    secret = "bench-secret"
+    secret = secrets.token_hex(32)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.chdir(root)

@@ -21,12 +21,16 @@ Hierarchy (in the manner of httpx's exception tree), with the HTTP status each m
     │   ├── RobotsDisallowed            403  robots.txt forbids the URL (RFC 9309)
     │   ├── HTTPStatusError             502  the server answered with an error status
     │   ├── FetchTimeout                504  connect, read or total time limit exceeded
+    │   ├── HostNotFound                502  the host name does not resolve
     │   └── TooManyRedirects            502  more than ``fetch.max_redirects``
     ├── SignatureError                  401  a request signature missing, stale or wrong
     ├── NotFound                        404  a named gallery image, collection or source
     ├── Conflict                        409  an idempotency key reused for another body
     ├── QueueFull                       429  the work queue holds ``max_depth`` jobs
-    └── StoreError                      503  the database is unusable (schema too new, locked)
+    │   └── TooManyRequests             429  too many requests at once (all, or one client)
+    ├── StoreError                      503  the database is unusable (schema too new, locked)
+    ├── Forbidden                       403  a valid key without the scope the route needs
+    └── RequestTimeout                  408  a body not received within ``server.body_timeout``
 
 Each error has a short machine-readable ``code`` recorded on the candidate row next to
 the human message, so reports can group failures by kind; ``http_status`` is what the
@@ -193,6 +197,12 @@ class FetchTimeout(FetchError):
     http_status = 504
 
 
+class HostNotFound(FetchError):
+    """The URL's host name does not resolve (DNS says it does not exist)."""
+
+    code = "host_not_found"
+
+
 class TooManyRedirects(FetchError):
     """More than ``max_redirects`` redirects."""
 
@@ -229,9 +239,32 @@ class QueueFull(MonitorError):
     exit_code = EXIT_FAILURE
 
 
+class TooManyRequests(QueueFull):
+    """A client, or all clients together, hold the most requests the server handles at
+    once (``server.max_concurrent_per_client``, ``max_concurrent_requests``)."""
+
+    code = "too-many-requests"
+
+
 class StoreError(MonitorError):
     """The database cannot be used (schema newer than this code, locked, corrupt)."""
 
     code = "store"
     http_status = 503
     exit_code = EXIT_FAILURE
+
+
+class Forbidden(MonitorError):
+    """The request is authenticated but its key lacks the scope the route needs
+    (``submit``, ``search``, ``read``, ``review``, ``gallery``; RFC 9110 §15.5.4)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class RequestTimeout(MonitorError):
+    """The request body did not arrive within ``server.body_timeout`` seconds
+    (RFC 9110 §15.5.9); the connection is closed."""
+
+    code = "request_timeout"
+    http_status = 408

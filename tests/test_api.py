@@ -16,13 +16,14 @@ from sqlalchemy import select
 
 from monitor.config import load_settings
 from monitor.daemon import Daemon
-from monitor.outcome.signing import signed_headers, target_body
+from monitor.errors import SignatureError
+from monitor.outcome.signing import body_sha256, signed_headers
 from monitor.services.gallery import add_paths
 from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Violation
 from tests.conftest import encode, skimage_photo
 
-SECRET = "test-secret-Ω"
+SECRET = "test-secret-Ω-" + "8d2f6c0b9e47a15f3c2d8e6b0a9f4c7e1b5d3a2f6e8c0b9d4a7f1e3c5b2d8a6f"
 GALLERY = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -68,8 +69,7 @@ def send(client: httpx.Client, method: str, path: str, *, secret: str = SECRET,
     req = client.build_request(method, path, **kw)
     body = req.read()
     if sign:
-        payload = body or target_body(method, req.url.path, req.url.query.decode())
-        req.headers.update(signed_headers(secret, payload, now=ts))
+        req.headers.update(signed_headers(secret, method, str(req.url), body, now=ts))
     if tamper:
         req = client.build_request(method, path, headers=dict(req.headers),
                                    content=body[:-1] + bytes([body[-1] ^ 1]))
@@ -97,11 +97,14 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
 def test_signature_scheme_is_the_documented_one(env) -> None:
     _, client = env
     data = encode(skimage_photo("camera"), "PNG")
-    ts = str(int(time.time()))
-    mac = hmac.new(SECRET.encode(), ts.encode() + b"." + data, hashlib.sha256).hexdigest()
-    r = client.post("/v1/submissions", content=data, headers={
-        "Content-Type": "image/png", "X-Monitor-Timestamp": ts,
-        "X-Monitor-Signature": f"sha256={mac}"})
+    ts, nonce = str(int(time.time())), "n" * 32
+    canonical = "\n".join(["MONITOR-HMAC-SHA256-V2", "POST", "/v1/submissions", "b=2&c=x%20y",
+                           "default", ts, nonce, hashlib.sha256(data).hexdigest()])
+    assert body_sha256(data) == hashlib.sha256(data).hexdigest()
+    mac = hmac.new(SECRET.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    r = client.post("/v1/submissions?c=x+y&b=2", content=data, headers={
+        "Content-Type": "image/png", "X-Monitor-Key": "default", "X-Monitor-Timestamp": ts,
+        "X-Monitor-Nonce": nonce, "X-Monitor-Signature": f"v2={mac}"})
     assert r.status_code == 202, r.text
     assert set(r.json()) >= {"id", "status"} and r.headers["location"].endswith(r.json()["id"])
 
@@ -185,7 +188,9 @@ def test_too_large_and_not_images(env) -> None:
         for _ in range(40):
             yield b"\0" * 100_000
 
-    r = client.post("/v1/submissions", content=chunks(), headers={"Content-Type": "image/jpeg"})
+    signature = signed_headers(SECRET, "POST", "/v1/submissions", b"".join(chunks()))
+    r = client.post("/v1/submissions", content=chunks(),
+                    headers={"Content-Type": "image/jpeg", **signature})
     assert r.status_code == 413 and "content-length" not in r.request.headers
     for body in (b"<!doctype html><html>hi</html>", b"", b"\x89PNG\r\n\x1a\ngarbage",
                  b'<svg xmlns="http://www.w3.org/2000/svg"/>'):
@@ -287,7 +292,7 @@ def test_violations_list_and_filters(env) -> None:
 
     events = history(daemon.ws, vid)
     assert [(e.actor, e.from_status, e.to_status, e.note) for e in events] == [
-        ("alice", "open", "licensed", "invoice 42")]
+        ("default", "open", "licensed", "invoice 42")]  # the key's name, not the body's actor
 
 
 def test_healthz_and_metrics(env) -> None:
@@ -315,7 +320,7 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from monitor.outcome.signing import verify
+    from monitor.outcome.signing import verify_request
     from monitor.outcome.webhooks import deliver_due
     from monitor.store.models import Alert
 
@@ -352,7 +357,13 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
         assert deliver_due(ws, c) == 0
     hook.shutdown()
     headers, body = got[-1]
-    verify("hook-key", headers["X-Monitor-Timestamp"], headers["X-Monitor-Signature"], body)
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+    assert verify_request("hook-key", headers, "POST", url, body).key_id == "default"
+    with pytest.raises(SignatureError):  # bound to the webhook's path
+        verify_request("hook-key", headers, "POST", url + "2", body)
+    from monitor.outcome.signing import verify_v1  # v1 receivers: still served this release
+
+    verify_v1("hook-key", headers["X-Monitor-Timestamp"], headers["X-Monitor-Signature"], body)
     doc = json.loads(body)
     assert doc["candidate"]["source"] == "https://pirate.example/r.jpg"
     assert doc["protected"]["path"].endswith("rocket.png") and doc["scores"]["stage"] == "hash"

@@ -24,7 +24,7 @@ from monitor.services.workspace import Workspace
 from monitor.store.models import Candidate, Job, Violation
 from tests.conftest import encode, skimage_photo
 
-SECRET = "daemon-secret"
+SECRET = "daemon-secret-3f9c1e7a5b2d8f4c6e0a9b1d7c3e5f2a8b4d6c0e9f1a3b5c7d2e4f6a8b0c1d3e"
 GALLERY = ("astronaut", "coffee", "chelsea", "rocket")
 CONFIG = """
 [clip]
@@ -107,8 +107,9 @@ def copies(n: int) -> list[bytes]:
 
 
 def submit(url: str, data: bytes) -> httpx.Response:
-    headers = {"Content-Type": "image/jpeg", **signed_headers(SECRET, data)}
-    for _ in range(20):
+    for _ in range(20):  # signed afresh each time: a nonce is accepted once
+        headers = {"Content-Type": "image/jpeg",
+                   **signed_headers(SECRET, "POST", f"{url}/v1/submissions", data)}
         r = httpx.post(f"{url}/v1/submissions", content=data, headers=headers, timeout=30)
         if r.status_code != 429:
             return r

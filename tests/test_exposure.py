@@ -4,6 +4,7 @@ and serves HTTPS itself with --ssl-certfile/--ssl-keyfile (a real server on loop
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -59,7 +60,7 @@ def test_unsigned_routes_on_loopback_start_with_a_warning(tmp_path: Path, caplog
 
 
 def test_plain_http_beyond_loopback_is_warned(tmp_path: Path) -> None:
-    ws, _ = _ws(tmp_path, webhook_secret="x" * 64)
+    ws, _ = _ws(tmp_path, webhook_secret=secrets.token_hex(32))
     warned = exposure_warnings(ws.settings, "0.0.0.0", None)
     assert any("plain HTTP" in w and "--ssl-certfile" in w for w in warned)
     assert not exposure_warnings(ws.settings, "0.0.0.0", Tls("c.pem", "k.pem"))
@@ -72,7 +73,7 @@ def test_serves_https_with_a_certificate(tmp_path: Path) -> None:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    ws, cfg = _ws(tmp_path, webhook_secret="x" * 64)
+    ws, cfg = _ws(tmp_path, webhook_secret=secrets.token_hex(32))
     daemon = Daemon(ws, str(cfg), host="127.0.0.1", port=0, workers=1, grace=1,
                     tls=Tls(str(cert), str(key)))
     daemon.start()

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from monitor.config.daemon import FetchSettings
-from monitor.errors import AddressRefused, FetchError, InputTooLarge, NotAnImage
+from monitor.errors import AddressRefused, FetchError, HostNotFound, InputTooLarge, NotAnImage
 from monitor.intake.address_policy import AddressPolicy, classify
 from monitor.intake.fetcher import (
     Fetcher,
@@ -416,3 +416,24 @@ def test_per_host_delay_and_concurrency(site) -> None:
     for t in threads:
         t.join()
     assert peak[0] == 2
+
+
+def test_unknown_host_is_said_so_not_blamed_on_robots(monkeypatch) -> None:
+    """A host DNS does not know is a HostNotFound at once (not retried), not "robots.txt
+    disallows" (issue 19); a temporary DNS failure is still retried."""
+    calls: list[str] = []
+
+    def resolver(host, *args, **kw):
+        calls.append(host)
+        code = socket.EAI_AGAIN if host.startswith("flaky") else socket.EAI_NONAME
+        raise socket.gaierror(code, "resolver says no")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with Fetcher(settings(retries=2, backoff=0.0)) as f:
+        with pytest.raises(HostNotFound, match="no-such-host.invalid does not resolve"):
+            f.fetch("http://no-such-host.invalid/a.jpg")
+        assert calls == ["no-such-host.invalid"]
+        with pytest.raises(FetchError) as info:
+            f.fetch("http://flaky.example/a.jpg", robots=False)
+        assert not isinstance(info.value, HostNotFound)
+        assert calls.count("flaky.example") == 3

@@ -13,7 +13,13 @@ if TYPE_CHECKING:
 
 
 def create_app(state: AppState) -> FastAPI:
-    """The FastAPI application serving ``state`` (its workspace engine should be loaded)."""
+    """The FastAPI application serving ``state`` (its workspace engine should be loaded).
+
+    Middleware, outermost first: :class:`~monitor.daemon.metrics.LatencyMiddleware`, then
+    :class:`~monitor.api.limits.ConcurrencyLimit` (429 before routing, signature or body),
+    then :class:`~monitor.api.intake.SignatureGate` (401/403 from the signature headers
+    before any route reads a body).
+    """
     from fastapi import FastAPI
 
     import monitor.api.dashboard as dashboard
@@ -23,16 +29,25 @@ def create_app(state: AppState) -> FastAPI:
     import monitor.api.submissions as submissions
     import monitor.api.violations as violations
     from monitor.api.errors import install
+    from monitor.api.intake import SignatureGate
+    from monitor.api.limits import ConcurrencyLimit
     from monitor.daemon.metrics import LatencyMiddleware
 
     app = FastAPI(title="monitor", version="0.1.0",
                   description="Image copy monitoring: signed submissions, search, gallery, "
-                              "violations. Requests under /v1 carry X-Monitor-Timestamp and "
-                              "X-Monitor-Signature: sha256=HMAC-SHA256(secret, timestamp + '.' "
-                              "+ body) (see monitor.outcome.signing).")
+                              "violations. Requests under /v1 carry X-Monitor-Key, "
+                              "X-Monitor-Timestamp, X-Monitor-Nonce and X-Monitor-Signature: "
+                              "v2=HMAC-SHA256 over method, path, canonical query, key, "
+                              "timestamp, nonce and the body's SHA-256 (README, 'Signing'; "
+                              "`monitor sign` prints them).")
     app.state.monitor = state
     for module in (submissions, search, gallery, violations, health, dashboard):
         app.include_router(module.router)
     install(app)
-    app.add_middleware(LatencyMiddleware, metrics=state.metrics)
+    server = state.settings.server
+    app.add_middleware(SignatureGate)  # inside the limit: unsigned bodies are never read
+    app.add_middleware(ConcurrencyLimit, total=server.max_concurrent_requests,
+                       per_client=server.max_concurrent_per_client,
+                       refused=lambda limit: state.metrics.http_refused.labels(limit).inc())
+    app.add_middleware(LatencyMiddleware, metrics=state.metrics)  # outermost: times 429s too
     return app

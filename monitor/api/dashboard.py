@@ -17,7 +17,8 @@ Routes (browser-facing, outside ``/v1``, so no HMAC signatures):
 * ``GET /violations/{id}/evidence``: the archived bytes of the found image, as a
   download (never rendered inline).
 
-Unknown ids: 404, JSON of :mod:`monitor.api.errors`. Rows: :mod:`monitor.services.violations`.
+Unknown ids: 404, JSON of :mod:`monitor.api.errors` (422 beyond SQLite's INTEGER).
+Rows: :mod:`monitor.services.violations`.
 
 Pages use the shared Jinja2 environment (:mod:`monitor.outcome.templating`), so
 ``dashboard_*.html.j2`` can be overridden from ``report.templates_dir``. No JavaScript.
@@ -54,6 +55,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from monitor.api.intake import state_of
@@ -64,6 +66,7 @@ from monitor.outcome.templating import render
 from monitor.outcome.thumbs import MARK_COLOUR, ThumbCache
 from monitor.services import violations
 from monitor.services.review import STATUSES, history, set_status
+from monitor.services.violations import MAX_ID
 
 PAGE_SIZE = 50
 """Violations per list page."""
@@ -86,7 +89,7 @@ SECURITY_HEADERS = {
 """Sent with every dashboard page: no scripts, no framing, no caching of evidence."""
 
 _CSRF = secrets.token_urlsafe(32)
-
+ViolationId = Annotated[int, PathParam(ge=1, le=MAX_ID)]  # beyond SQLite's INTEGER: 422
 
 def csrf_token() -> str:
     """The anti-CSRF token of this process (hidden field of every form)."""
@@ -222,7 +225,7 @@ def home() -> RedirectResponse:
 @router.get("/violations", response_class=HTMLResponse)
 def violations_page(request: Request, status: str | None = None, collection: str | None = None,
                     severity: str | None = None,
-                    page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+                    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1) -> HTMLResponse:
     """The violations list: filters, counts per status, one row with thumbnails per violation."""
     ws = state_of(request).ws
     status, collection, severity = status or None, collection or None, severity or None
@@ -257,13 +260,13 @@ def _detail(request: Request, violation_id: int, status_code: int = 200,
 
 
 @router.get("/violations/{violation_id}", response_class=HTMLResponse)
-def violation_page(request: Request, violation_id: int) -> HTMLResponse:
+def violation_page(request: Request, violation_id: ViolationId) -> HTMLResponse:
     """One violation with its evidence, audit trail and review form."""
     return _detail(request, violation_id)
 
 
 @router.post("/violations/{violation_id}/status", response_model=None)
-def change_status(request: Request, violation_id: int, status: Annotated[str, Form()],
+def change_status(request: Request, violation_id: ViolationId, status: Annotated[str, Form()],
                   note: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
                   allow_domain: Annotated[bool, Form()] = False,
                   ) -> RedirectResponse | HTMLResponse:
@@ -285,7 +288,7 @@ def change_status(request: Request, violation_id: int, status: Annotated[str, Fo
 
 
 @router.get("/violations/{violation_id}/evidence")
-def evidence_file(request: Request, violation_id: int) -> FileResponse:
+def evidence_file(request: Request, violation_id: ViolationId) -> FileResponse:
     """The archived bytes of the found image, as an attachment (never rendered here)."""
     ws = state_of(request).ws
     item = violations.get_item(ws, violation_id)  # NotFound: 404 (api.errors)

@@ -6,7 +6,9 @@ violation or alert rows), so searching for one's own photos never raises
 alerts. Submit to ``/v1/submissions`` to have a sighting recorded.
 
 Body: ``multipart/form-data`` with part ``file`` (and optional
-``collection``), or the raw image as ``image/*``. Signed like submissions.
+``collection``), or the raw image as ``image/*``. Signed like submissions, with a key
+holding the ``search`` scope (401/403 before the body is read, see
+:mod:`monitor.api.intake`).
 Query ``collection`` restricts matches to one collection. 413 over
 ``server.max_upload_bytes``, 415 when the bytes are not a decodable image.
 """
@@ -32,7 +34,8 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
     "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/search", openapi_extra=_BODY_DOC, responses={401: {}, 413: {}, 415: {}})
+@router.post("/search", openapi_extra=_BODY_DOC,
+             responses={401: {}, 403: {}, 408: {}, 413: {}, 415: {}})
 async def search(request: Request, collection: str | None = None) -> dict[str, Any]:
     """Match one image against the gallery now; nothing is recorded."""
     st = state_of(request)

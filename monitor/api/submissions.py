@@ -8,9 +8,11 @@ Three body forms, all signed (see :mod:`monitor.outcome.signing`):
   the worker fetches ``url`` (SSRF guard, byte cap);
 * ``image/*`` or ``application/octet-stream``: the raw image bytes.
 
-Answers, in the order they are checked: 413 (``Content-Length`` or counted
-body over ``server.max_upload_bytes``), 401 (missing, malformed, stale or
-wrong signature), 415 (not an image by magic bytes and header parse), 409
+Answers, in the order they are checked: 401 (unsigned, unknown key, stale timestamp
+or malformed signature headers: refused before a byte of the body is read), 403 (the
+key lacks the ``submit`` scope), 413 (``Content-Length`` or counted body over
+``server.max_upload_bytes``), 408 (body slower than ``server.body_timeout``), 401
+(wrong MAC or a replayed nonce), 415 (not an image by magic bytes and header parse), 409
 (``Idempotency-Key`` reused with a different body), 202 for an existing job
 (same ``Idempotency-Key``, or same content sha256 for uploads; ``duplicate``
 is true), 429 with ``Retry-After`` (seconds) when the queue holds
@@ -19,7 +21,7 @@ is true), 429 with ``Retry-After`` (seconds) when the queue holds
 transaction per batch of concurrent requests, :class:`monitor.store.queue.Batcher`)
 before the 202 is sent, so an answered submission survives ``kill -9``.
 
-``GET /v1/submissions/{id}`` (signed over ``GET /v1/submissions/{id}``, see
+``GET /v1/submissions/{id}`` (signed, scope ``read``; see
 :mod:`monitor.outcome.signing`) gives the state and, once ``done``, ``result``
 in the ``check --format jsonl`` shape. Uploads are checked as candidates named
 ``upload:<sha256>``; URL submissions under their URL.
@@ -40,8 +42,8 @@ from monitor.daemon.worker import load_result
 from monitor.errors import InvalidRequest, MonitorError, UnsupportedFormat
 from monitor.services import submissions
 
-OUTCOMES = {401: "unauthorized", 409: "conflict", 413: "too_large", 415: "unsupported",
-            429: "queue_full"}
+OUTCOMES = {401: "unauthorized", 403: "forbidden", 408: "timeout", 409: "conflict",
+            413: "too_large", 415: "unsupported", 429: "queue_full"}
 
 router = APIRouter(prefix="/v1", tags=["submissions"])
 
@@ -90,7 +92,7 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
 
 
 @router.post("/submissions", status_code=202, response_model=Accepted, openapi_extra=_BODY_DOC,
-             responses={401: {}, 409: {}, 413: {}, 415: {}, 429: {}})
+             responses={401: {}, 403: {}, 408: {}, 409: {}, 413: {}, 415: {}, 429: {}})
 async def submit(request: Request, response: Response) -> Accepted:
     """Queue one candidate (signed upload or URL); 202 with its id."""
     st = state_of(request)

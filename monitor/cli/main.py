@@ -18,6 +18,7 @@ import typer
 
 import monitor.cli.gallery as cli_gallery
 import monitor.cli.serve as cli_serve
+import monitor.cli.sign as cli_sign
 import monitor.cli.view as view
 import monitor.cli.violations as cli_violations
 from monitor.cli.context import err, guarded, set_config, state, workspace
@@ -46,6 +47,7 @@ def main(config: Annotated[Path | None, typer.Option(
 cli_gallery.register(app, workspace, guarded)
 cli_violations.register(app, workspace, guarded)
 cli_serve.register(app, workspace, guarded)
+cli_sign.register(app, workspace, guarded)
 
 
 @app.command()
@@ -137,7 +139,8 @@ class ReportFormat(StrEnum):
 @app.command()
 @guarded
 def report(
-    scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan.")] = None,
+    scan_id: Annotated[int | None, typer.Option("--scan", help="Only this scan.", min=1,
+                                                max=2**63 - 1)] = None,
     collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
     status: Annotated[list[str] | None, typer.Option(help="Violation status filter.")] = None,
     severity: Annotated[list[str] | None, typer.Option(help="Severity filter.")] = None,
@@ -176,7 +179,8 @@ def search(
 @guarded
 def dupes(
     collection: Annotated[str, typer.Argument(help="Collection to look inside.")],
-    max_distance: Annotated[int, typer.Option(help="pHash radius, bits of 64.")] = 6,
+    max_distance: Annotated[int, typer.Option(help="pHash radius, bits of 64.", min=0,
+                                              max=64)] = 6,
 ) -> None:
     """List groups of near-duplicate images inside a collection."""
     from monitor.services.explore import dupes as find_dupes

@@ -15,9 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.errors import ConfigError
+from monitor.services.violations import MAX_ID
 from monitor.services.workspace import Workspace
 
 out, err = Console(), Console(stderr=True)
+
+ID_RANGE = {"min": 1, "max": MAX_ID}
+"""Bounds of a violation id argument: beyond them Click answers a usage error (exit 2)."""
 
 
 class ListFormat(StrEnum):
@@ -75,7 +79,8 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
 
     @vio.command("show")
     @guarded
-    def show(violation_id: Annotated[int, typer.Argument(help="Violation id.")]) -> None:
+    def show(violation_id: Annotated[int, typer.Argument(help="Violation id.", **ID_RANGE)]
+             ) -> None:
         """Show one violation: evidence, where it was found, alerts and the audit trail."""
         from monitor.outcome.templating import when
         from monitor.services.violations import alerts_of, get_item, history
@@ -113,7 +118,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     @vio.command("set-status")
     @guarded
     def set_status_(
-        violation_id: Annotated[int, typer.Argument(help="Violation id.")],
+        violation_id: Annotated[int, typer.Argument(help="Violation id.", **ID_RANGE)],
         status: Annotated[str, typer.Argument(help="open, confirmed, dismissed or licensed.")],
         note: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
         actor: Annotated[str | None, typer.Option(help="Who (default: cli:<user>).")] = None,
@@ -130,7 +135,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     @vio.command("takedown")
     @guarded
     def takedown(
-        violation_id: Annotated[int, typer.Argument(help="Violation id.")],
+        violation_id: Annotated[int, typer.Argument(help="Violation id.", **ID_RANGE)],
         out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")]
         = None,
     ) -> None:

@@ -7,13 +7,80 @@ a file named by the matching ``*_file`` key, never from a committed TOML.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from monitor.errors import ConfigError
+
+Scope = Literal["submit", "search", "read", "review", "gallery"]
+"""What a key may do: ``submit`` (POST /v1/submissions), ``search`` (POST /v1/search),
+``read`` (GET under /v1), ``review`` (POST /v1/violations/{id}/status), ``gallery``
+(POST and DELETE under /v1/gallery)."""
+
+SCOPES: tuple[Scope, ...] = ("submit", "search", "read", "review", "gallery")
+"""Every scope; the ``default`` key (``server.webhook_secret``) has them all."""
+
+DEFAULT_KEY_ID = "default"
+"""The id of the key whose secret is ``server.webhook_secret`` (or its file)."""
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KeySettings(_Section):
+    """One API key, a ``[[server.keys]]`` table. Several may be valid at once (rotation:
+    add the new key, move clients, remove the old one). The secret is read from the
+    environment variable named by ``secret_env`` or the file named by ``secret_file``,
+    never from the TOML itself."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                    description="Key id sent in X-Monitor-Key (A-Z a-z 0-9 . _ -, 1-64).")
+    name: str = Field("", max_length=200, description="Who holds the key; the actor "
+                      "recorded for its reviews (default: the id).")
+    scopes: list[Scope] = Field(description="What the key may do: submit, search, read, "
+                                "review, gallery.")
+    secret_env: str = Field("", description="Environment variable holding the secret.")
+    secret_file: str = Field("", description="File holding the secret (relative paths "
+                             "from the config folder).")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> KeySettings:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError(f"key {self.id!r}: set exactly one of secret_env, secret_file")
+        return self
+
+    @property
+    def holder(self) -> str:
+        """The key's name, or its id when it has none."""
+        return self.name or self.id
+
+    def secret(self, root: Path) -> str:
+        """The key's secret, stripped of surrounding whitespace; a relative
+        ``secret_file`` is read from ``root`` (the deployment root).
+
+        Raises:
+            ConfigError: the variable is unset or empty, or the file cannot be read or
+                is empty.
+        """
+        if self.secret_env:
+            value = os.environ.get(self.secret_env, "").strip()
+            where = f"environment variable {self.secret_env}"
+        else:
+            path = Path(self.secret_file).expanduser()
+            path = path if path.is_absolute() else root / path
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"server.keys {self.id!r}: cannot read secret file "
+                                  f"{self.secret_file}: {exc}") from exc
+            where = f"file {self.secret_file}"
+        if not value:
+            raise ConfigError(f"server.keys {self.id!r}: no secret in {where}")
+        return value
 
 
 class ServerSettings(_Section):
@@ -24,11 +91,18 @@ class ServerSettings(_Section):
     workers: int = Field(2, description="Queue worker threads checking candidates.")
     queue_max: int = Field(10_000, description="Queued jobs above which submissions get 429.")
     max_upload_bytes: int = Field(25_000_000, description="Largest accepted upload (bytes).")
-    require_signature: bool = Field(True, description="Refuse unsigned submissions (401).")
+    require_signature: bool = Field(True, description="Refuse unsigned /v1 requests (401).")
     webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key for submissions; "
                                       "set MONITOR_SERVER__WEBHOOK_SECRET.")
     webhook_secret_file: str = Field("", description="File holding the HMAC key instead.")
     signature_tolerance: int = Field(300, description="Replay window for signatures (seconds).")
+    keys: list[KeySettings] = Field(
+        default_factory=list, description="API keys besides the default one "
+        "(webhook_secret, id \"default\", all scopes): [[server.keys]] tables with id, "
+        "name, scopes and secret_env or secret_file.")
+    accept_v1_signatures: bool = Field(
+        True, description="Also accept v1 signatures (timestamp + body, no nonce, default "
+        "key only), each logged as a warning. Deprecated: removed in the next release.")
     max_concurrent_requests: int = Field(
         64, ge=1, description="Requests handled at once in all; more get 429 with Retry-After.")
     max_concurrent_per_client: int = Field(
@@ -42,6 +116,17 @@ class ServerSettings(_Section):
     dashboard_token_file: str = Field("", description="File holding the dashboard token instead.")
     dashboard_actor_header: str = Field("", description="Header naming the reviewer (set by an "
                                         "authenticating proxy), e.g. X-Remote-User.")
+
+    @model_validator(mode="after")
+    def _unique_key_ids(self) -> ServerSettings:
+        ids = [k.id for k in self.keys]
+        if self.webhook_secret.get_secret_value() or self.webhook_secret_file:
+            ids.append(DEFAULT_KEY_ID)
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"key id used twice: {', '.join(dupes)} (\"{DEFAULT_KEY_ID}\" is "
+                             "the webhook_secret's key)")
+        return self
 
 
 class FetchSettings(_Section):
@@ -107,3 +192,5 @@ class AlertSettings(_Section):
     webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key for the outbound "
                                       "webhook; set MONITOR_ALERTS__WEBHOOK_SECRET.")
     webhook_secret_file: str = Field("", description="File holding that key instead.")
+    webhook_key_id: str = Field(DEFAULT_KEY_ID, pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                                description="Key id sent in X-Monitor-Key with each webhook.")

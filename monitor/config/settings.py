@@ -266,9 +266,19 @@ def default_toml() -> str:
         section = field.default
         lines += [f"# {type(section).__doc__.strip()}", f"[{name}]"]
         for key, sub in type(section).model_fields.items():
+            if name == "server" and key == "keys":  # an array of tables: example at the end
+                lines.append(f"# {sub.description} (example at the end of this file)")
+                continue
             lines += [f"# {sub.description}", f"{key} = {_toml_value(getattr(section, key))}"]
         lines.append("")
-    return "\n".join(lines + _sources_example())
+    return "\n".join(lines + _sources_example() + _keys_example())
+
+
+def _keys_example() -> list[str]:
+    return ["# More API keys, one [[server.keys]] table each (commented out here):",
+            "# [[server.keys]]", '# id = "crawler-2026"', '# name = "shop crawler"',
+            '# scopes = ["submit"]          # submit, search, read, review, gallery',
+            '# secret_env = "MONITOR_KEY_CRAWLER"   # or secret_file = "crawler.key"', ""]
 
 
 def _sources_example() -> list[str]:

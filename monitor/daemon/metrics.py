@@ -10,15 +10,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Histogram buckets in seconds."""
 
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+"""HTTP methods kept as label values; any other (clients may send any token) is ``other``."""
+
 
 class Metrics:
     """Counters and histograms exposed at ``/metrics``.
 
-    * ``monitor_submissions_total{outcome}``: accepted, duplicate, unauthorized,
-      too_large, unsupported, queue_full, invalid.
+    * ``monitor_submissions_total{outcome}``: accepted, duplicate, unauthorized, forbidden,
+      timeout, conflict, too_large, unsupported, queue_full, invalid.
     * ``monitor_checks_total{verdict}``: checks finished by the workers.
     * ``monitor_check_seconds``: time per queued check (seconds).
-    * ``monitor_http_request_seconds{method,route,status}``: request latency.
+    * ``monitor_http_request_seconds{method,route,status}``: request latency; labels from
+      fixed sets only (:func:`request_labels`).
+    * ``monitor_http_refused_total{limit}``: requests refused with 429 by the concurrency
+      limits (``total`` or ``client``, :mod:`monitor.api.limits`).
     * ``monitor_queue_depth``: queued + running jobs, read at scrape time.
     * ``monitor_webhooks_total{outcome}``: outbound webhook attempts (sent, retry, failed).
     """
@@ -35,6 +41,11 @@ class Metrics:
                                          "HTTP request latency (seconds).",
                                          ["method", "route", "status"],
                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.http_refused = Counter("monitor_http_refused",
+                                    "Requests refused by the concurrency limits.", ["limit"],
+                                    registry=r)
+        for limit in ("total", "client"):
+            self.http_refused.labels(limit)  # both series exported from the start, at 0
         self.webhooks = Counter("monitor_webhooks", "Outbound webhook attempts by outcome.",
                                 ["outcome"], registry=r)
         self.queue_depth = Gauge("monitor_queue_depth", "Queued and running jobs.", registry=r)
@@ -42,11 +53,39 @@ class Metrics:
             self.queue_depth.set_function(depth)
 
 
-class LatencyMiddleware:
-    """Pure ASGI middleware timing every HTTP request into ``request_seconds``.
+def request_labels(scope: dict, status: int) -> tuple[str, str, str]:
+    """``(method, route, status)`` label values of one answered HTTP request (ASGI
+    ``scope`` after routing), each from a bounded set whatever the client sends: the
+    method if in :data:`METHODS`, else ``other``; the matched route's template
+    (``/v1/violations/{violation_id}/status``, also when only the path matched and the
+    method did not), else ``unmatched``; the status code the app answered (100-599)."""
+    method = scope.get("method", "")
+    return (method if method in METHODS else "other", route_template(scope) or "unmatched",
+            str(status))
 
-    The route label is the matched route template (``/v1/submissions/{job_id}``),
-    not the raw path, to keep label cardinality bounded.
+
+def route_template(scope: dict) -> str | None:
+    """The path template of the route that took the request, or None when none matched.
+
+    FastAPI puts its own routes in ``scope["route"]``; the plain Starlette routes it adds
+    (``/openapi.json``, ``/docs``, ``/redoc``) leave only ``scope["endpoint"]``, looked up
+    among the application's routes.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", None)
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return None
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint:
+            return getattr(candidate, "path", None)
+    return None
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware timing every HTTP request into ``request_seconds``, labelled
+    by :func:`request_labels` (so 1,000 invented methods or paths add no series).
     """
 
     def __init__(self, app, metrics: Metrics) -> None:
@@ -68,7 +107,5 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(scope["method"], label, str(status["code"])
+            self.metrics.request_seconds.labels(*request_labels(scope, status["code"])
                                                 ).observe(time.perf_counter() - start)

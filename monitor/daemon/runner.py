@@ -31,6 +31,7 @@ from typing import Any
 
 from monitor.daemon.exposure import Tls, exposure_warnings
 from monitor.errors import ConfigError
+from monitor.services.signing import keyring
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 
@@ -69,7 +70,8 @@ class Daemon:
         """Start every part; returns once the HTTP socket is listening.
 
         Raises:
-            ConfigError: signatures are required but no secret is configured, or are
+            ConfigError: signatures are required but no key is configured, a key's secret
+                cannot be read or is weaker than 32 bytes, or signatures are
                 off while listening beyond loopback (:mod:`monitor.daemon.exposure`).
             StageUnavailable: a required stage cannot load.
             OSError: the address cannot be bound.
@@ -87,9 +89,11 @@ class Daemon:
 
         ws, server = self.ws, self.ws.settings.server
         secret = ws.settings.secret(server.webhook_secret, server.webhook_secret_file)
-        if server.require_signature and not secret:
-            raise ConfigError("server.require_signature is on but no secret is set: set "
-                              "MONITOR_SERVER__WEBHOOK_SECRET or server.webhook_secret_file")
+        keys = keyring(ws.settings, secret or None)  # every key's secret read and vetted now
+        if server.require_signature and not keys:
+            raise ConfigError("server.require_signature is on but no key is configured: set "
+                              "MONITOR_SERVER__WEBHOOK_SECRET (e.g. `openssl rand -hex 32`), "
+                              "server.webhook_secret_file, or [[server.keys]] tables")
         _ = ws.rules
         engine = ws.engine()
         for s in engine.statuses():

@@ -32,6 +32,7 @@ The parts live beside it: :mod:`monitor.intake.fetch_policy` (robots.txt, per-ho
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from monitor.errors import (
     AddressRefused,
     FetchError,
     FetchTimeout,
+    HostNotFound,
     HTTPStatusError,
     InputTooLarge,
     RobotsDisallowed,
@@ -169,7 +171,8 @@ class Fetcher:
         Raises:
             FetchError: bad URL, refused address (:class:`AddressRefused`), robots.txt
                 (:class:`RobotsDisallowed`), error status after retries
-                (:class:`HTTPStatusError`), :class:`FetchTimeout`,
+                (:class:`HTTPStatusError`), :class:`FetchTimeout`, an unknown host
+                (:class:`~monitor.errors.HostNotFound`, not retried),
                 :class:`TooManyRedirects`, not an image
                 (:class:`~monitor.errors.NotAnImage`) or a network failure.
             InputTooLarge: the body exceeds the byte cap.
@@ -252,6 +255,9 @@ class Fetcher:
                 raise _Retry(FetchTimeout(f"GET {current}: timed out ({type(exc).__name__}, "
                                           f"limit {s.timeout:g} s)"), None) from exc
             except httpx.TransportError as exc:
+                if _host_unknown(exc):  # DNS says no such name: final, not retried
+                    raise HostNotFound(f"GET {current}: the host {host} does not resolve "
+                                       f"({exc})") from exc
                 raise _Retry(FetchError(f"GET {current}: {type(exc).__name__}: {exc}"),
                              None) from exc
 
@@ -290,11 +296,23 @@ class Fetcher:
             return getattr(r.error, "status", 0), ""
         except HTTPStatusError as exc:
             return exc.status, ""
-        except AddressRefused:
-            raise  # the host itself is refused: say so, not "robots.txt unreachable"
+        except (AddressRefused, HostNotFound):
+            raise  # the host itself is refused or unknown: say so, not "robots.txt …"
         except FetchError:
             return 0, ""
         return res.status, res.body.decode("utf-8", errors="replace")
+
+
+def _host_unknown(exc: BaseException) -> bool:
+    """True when ``exc`` was caused by a DNS answer that the name does not exist
+    (``EAI_NONAME``/``EAI_NODATA``; a temporary failure, ``EAI_AGAIN``, is retried)."""
+    final = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) and seen.errno in final:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _args(error: FetchError, suffix: str) -> tuple:

@@ -2,13 +2,16 @@
 
 The checker writes a pending ``Alert(kind="webhook")`` per new violation when
 ``alerts.webhook_url`` is set (an outbox, :mod:`monitor.store.candidates`). This module
-drains it: ``POST alerts.webhook_url`` with a JSON body and the headers of
-:mod:`monitor.outcome.signing` (key ``alerts.webhook_secret``; unsigned when
-empty) plus ``X-Monitor-Event: violation.created`` and ``X-Monitor-Delivery:
-<alert id>`` (receivers de-duplicate on it). A 2xx answer marks the alert
-``sent``; anything else is recorded in ``error``, and it is retried after
-``alerts.backoff * 2**(attempts-1)`` seconds until ``alerts.retries`` attempts
-have failed, then marked ``failed``.
+drains it: ``POST alerts.webhook_url`` with a JSON body and the signature v2 headers
+of :mod:`monitor.outcome.signing` (method ``POST``, the URL's path and query, secret
+``alerts.webhook_secret``, key id ``alerts.webhook_key_id``, a fresh nonce per
+attempt; the v1 MAC follows in the same header for this release, so receivers written
+for v1 keep working; unsigned when the secret is empty; a receiver checks them with
+:func:`monitor.outcome.signing.verify_request`) plus ``X-Monitor-Event:
+violation.created`` and ``X-Monitor-Delivery: <alert id>`` (receivers de-duplicate on
+it). A 2xx answer marks the alert ``sent``; anything else is recorded in ``error``, and
+it is retried after ``alerts.backoff * 2**(attempts-1)`` seconds until
+``alerts.retries`` attempts have failed, then marked ``failed``.
 
 Body::
 
@@ -118,12 +121,14 @@ def _deliver_one(ws: Store, client: httpx.Client, alert_id: int, url: str, secre
         error = "violation no longer exists"
     else:
         body = json.dumps(doc).encode()
+        target = alert.recipients or url
         headers = {"Content-Type": "application/json", "X-Monitor-Event": doc["event"],
                    "X-Monitor-Delivery": str(alert_id)}
         if secret:
-            headers |= signed_headers(secret, body)
+            headers |= signed_headers(secret, "POST", target, body, key_id=cfg.webhook_key_id,
+                                      with_v1=True)  # v1 too, for one release
         try:
-            resp = client.post(alert.recipients or url, content=body, headers=headers)
+            resp = client.post(target, content=body, headers=headers)
             if not 200 <= resp.status_code < 300:
                 error = f"HTTP {resp.status_code}"
         except httpx.HTTPError as exc:

@@ -10,7 +10,9 @@ Every candidate row is committed as ``pending`` before decoding starts, so a cra
 loses nothing; re-checking the same bytes from the same place updates ``last_seen``
 and the existing matches instead of duplicating them. Decoding and matching run on a
 small thread pool (Pillow, OpenCV and FAISS release the GIL) when more than one
-candidate is checked; CLIP runs batched on the calling thread.
+candidate is checked; CLIP runs batched on the calling thread. Each decode first claims
+its estimated peak memory from the workspace's ``decode_budget``
+(:mod:`monitor.imaging.budget`), so concurrent large decodes wait instead of adding up.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.errors import DecodeError, MonitorError
+from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, is_url, read_file
 from monitor.matching.rules import overall
@@ -169,10 +172,14 @@ class Pipeline:
             it.row, it.candidate_id, it.evidence_path = row, row.id, row.evidence_path
 
     def _decode(self, item: CandidateInput) -> None:
+        """Decode ``item.data`` once its estimated peak memory fits the workspace's
+        ``decode_budget`` (a refusal becomes ``item.error``)."""
         if item.data is None or item.error is not None:
             return
+        limits = self.ws.limits
         try:
-            item.decoded = decode_bytes(item.data, self.ws.limits, item.sha256, item.sniffed)
+            with self.ws.decode_budget.claim(estimate(item.data, limits)):
+                item.decoded = decode_bytes(item.data, limits, item.sha256, item.sniffed)
         except DecodeError as exc:
             item.error = exc
 

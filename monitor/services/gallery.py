@@ -1,4 +1,10 @@
-"""Protected gallery: add (idempotent by sha256), list and remove, keeping indices in step.
+"""Protected gallery: add (idempotent by sha256), list, remove and purge, keeping indices
+in step.
+
+Evidence outlives the gallery: removing an image that has violations archives it (it
+leaves matching and listings; its violations, audit trail and evidence files stay, and
+the row says who removed it and when); :func:`purge` deletes archived images with all
+of that. Adding an archived image's content to its collection again restores it.
 
 The SQL lives in :mod:`monitor.store.gallery`; this module decodes, hashes, embeds,
 stores the content-addressed copies and keeps the workspace's engine and cached
@@ -9,13 +15,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from monitor.errors import MonitorError
+from monitor.errors import Conflict, MonitorError
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, read_file
 from monitor.matching.engine import GalleryEntry
@@ -27,6 +34,8 @@ from monitor.store.models import ProtectedImage
 
 BATCH = 32
 """Decoded images hashed, embedded and inserted per transaction by :func:`add_paths`."""
+MAX_NAME = 255
+"""Characters of an uploaded file's name kept in its recorded path (:func:`upload_label`)."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +113,25 @@ def _prepare(ws: Workspace, path: str, collection: str) -> tuple[AddResult, Deco
         return AddResult(path, "error", error=str(exc)), None
     with ws.session() as s:
         row = repo.find_image(s, collection, decoded.sha256)
+    if row is not None and row.archived_at is not None:
+        return _restore(ws, path, row, decoded), None
     if row is not None:
         return AddResult(path, "exists", row.id, row.sha256), None
     rel = stored_name(decoded.sha256, decoded.format)
     if not (ws.data_dir / rel).exists():
         atomic_write(ws.data_dir / rel, data)
     return AddResult(path, "pending", sha256=decoded.sha256), decoded
+
+
+def _restore(ws: Workspace, path: str, row: ProtectedImage, decoded: DecodedImage) -> AddResult:
+    """Bring archived ``row`` back into the gallery and the engine (already loaded)."""
+    with ws.session() as s:
+        repo.restore_image(s, row.id)
+        s.commit()
+    ws.engine().add(ws.gallery_entry(row), decoded)
+    note = (f"restored from the archive (removed by {row.archived_by or 'unknown'} on "
+            f"{row.archived_at:%Y-%m-%d})")
+    return AddResult(path, "added", row.id, row.sha256, warning=note)
 
 
 def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: str,
@@ -144,13 +166,24 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
     return out
 
 
+def upload_label(name: str | None) -> str:
+    """What an uploaded file is recorded as: its name without folders or control
+    characters, at most :data:`MAX_NAME` characters (``upload`` when nothing is left).
+    The name is never used on disk."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c) != "Cc").strip()
+    return base[:MAX_NAME] or "upload"
+
+
 def add_files(ws: Workspace, files: list[tuple[str, bytes]], collection: str,
               meta: dict[str, str] | None = None) -> list[AddResult]:
     """Add uploaded files, ``(file name, bytes)`` each, to ``collection``: one
-    :class:`AddResult` per file, in order (see :func:`add_paths`).
+    :class:`AddResult` per file, in order (see :func:`add_paths`), whose ``path`` is
+    ``upload:<name>`` (:func:`upload_label`).
 
-    The bytes pass through a temporary folder under ``data/tmp``; an added image's
-    recorded path is ``upload:<file name>``. The caller holds the gallery write lock
+    The bytes pass through a temporary folder under ``data/tmp`` under a name of our
+    own (any client name, ``..`` or 300 characters included, is safe); an added
+    image's recorded path is ``upload:<name>``. The caller holds the gallery write lock
     when checks may run concurrently.
 
     Raises:
@@ -161,41 +194,85 @@ def add_files(ws: Workspace, files: list[tuple[str, bytes]], collection: str,
     out = []
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         for i, (name, data) in enumerate(files):
-            path = Path(tmp) / str(i) / name
-            path.parent.mkdir()
+            path = Path(tmp) / f"{i}.upload"
             path.write_bytes(data)
-            r = add_paths(ws, [str(path)], collection, meta)[0]
+            label = f"upload:{upload_label(name)}"
+            r = replace(add_paths(ws, [str(path)], collection, meta)[0], path=label)
             if r.status == "added":
                 with ws.session() as s:
-                    repo.set_path(s, r.gallery_id, f"upload:{name}")
+                    repo.set_path(s, r.gallery_id, label)
                     s.commit()
                 ws.gallery_changed()
             out.append(r)
     return out
 
 
-def list_gallery(ws: Workspace, collection: str | None = None) -> list[tuple[ProtectedImage, str]]:
+def list_gallery(ws: Workspace, collection: str | None = None, *,
+                 archived: bool = False) -> list[tuple[ProtectedImage, str]]:
     """``(row, collection name)`` for every protected image by id, optionally of one
-    collection (an unknown name gives an empty list)."""
+    collection (an unknown name gives an empty list); archived images (``archived_at``
+    set) are left out unless ``archived`` is true."""
     with ws.session() as s:
-        return repo.list_images(s, collection)
+        return repo.list_images(s, collection, archived=None if archived else False)
 
 
-def remove(ws: Workspace, refs: list[str]) -> list[int]:
-    """Remove protected images by id or sha256 (prefix of at least 8 hex digits).
+@dataclass(frozen=True)
+class Removal:
+    """Outcome of :func:`remove`: ``deleted`` ids are gone with their matches; ``archived``
+    ids had violations and were archived instead (see the module doc)."""
 
-    Their matches and violations are deleted with them and the images leave
-    every index. Returns the removed ids (in the order of ``refs``).
+    deleted: list[int]
+    archived: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        """Every id taken out of the gallery, sorted."""
+        return sorted(self.deleted + self.archived)
+
+
+def remove(ws: Workspace, refs: list[str], actor: str = "unknown") -> Removal:
+    """Take protected images out of the gallery by id or sha256 (prefix of at least 8
+    hex digits): images with violations are archived by ``actor`` (free text: an OS
+    user, an API key's name), the others deleted with their matches. Either way they
+    leave every index and listing.
 
     Raises:
-        NotFound: a reference names no image (nothing is removed then).
+        NotFound: a reference names no image still in the gallery (an archived image
+            counts as removed already); nothing is removed then.
     """
     with ws.session() as s:
         ids = repo.resolve_refs(s, refs)
-        repo.delete_images(s, ids)
+        deleted, archived = repo.remove_images(s, ids, actor.strip()[:200] or "unknown")
         s.commit()
     engine = ws.engine()
-    engine.remove(ids)
+    engine.remove(deleted + archived)
     engine.save(ws.index_dir)
     ws.gallery_changed()
-    return ids
+    return Removal(deleted, archived)
+
+
+def purge(ws: Workspace, refs: list[str]) -> repo.Purged:
+    """Delete archived images for good, by id or sha256 prefix, with their matches,
+    violations, review events, alerts, the evidence files no other violation needs and
+    the stored copies no other image needs. Irreversible: callers confirm first.
+
+    Raises:
+        NotFound: a reference names no image at all.
+        Conflict: a reference names an image still in the gallery (remove it first);
+            nothing is purged then.
+    """
+    with ws.session() as s:
+        ids = repo.resolve_refs(s, refs, archived=None)
+        live = repo.live_ids(s, ids)
+        if live:
+            raise Conflict(f"image(s) {', '.join(map(str, sorted(live)))} are still in the "
+                           "gallery: remove them first (only archived images are purged)")
+        done = repo.purge_images(s, ids)
+        s.commit()
+    root = ws.data_dir.resolve()
+    for rel in done.evidence + done.stored:
+        path = (root / rel).resolve()
+        if path.is_relative_to(root):
+            path.unlink(missing_ok=True)
+    ws.gallery_changed()
+    return done

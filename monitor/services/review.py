@@ -10,12 +10,18 @@ The rows are written by :mod:`monitor.store.violations`.
 
 Marking ``licensed`` with ``allow_domain`` also adds the candidate's host to
 the ``allow_domains`` of the ``licensed-domains`` rule in ``rules/licensed.toml``
-(created when missing), so other copies on that host are allow-listed.
+(created when missing), so other copies on that host are allow-listed. The host is
+that of the image URL, else of the page it was seen on; it must be a DNS name or an IP
+address (:func:`web_host`). A candidate from a file or an upload (``upload:<sha256>``)
+with no such page has none, and the change is refused with the reason
+(:class:`~monitor.errors.RuleError`, 422), nothing written.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import tempfile
 import tomllib
 from pathlib import Path
@@ -32,21 +38,23 @@ STATUSES = ("open", "confirmed", "dismissed", "licensed")
 """Every review status, in workflow order."""
 LICENSED_FILE = "licensed.toml"
 LICENSED_RULE = "licensed-domains"
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def set_status(ws: Workspace, violation_id: int, status: str, actor: str, note: str = "",
                *, allow_domain: bool = False) -> Violation:
     """Set violation ``violation_id`` to ``status``, record who/when/why; return the row.
 
-    ``actor`` is free text (a user name, ``api:<key id>``). With
-    ``allow_domain`` (only with ``licensed``) the candidate's host is added to
+    ``actor`` is free text (a user name, an API key's name). With ``allow_domain``
+    (only with ``licensed``) the candidate's host (:func:`candidate_host`) is added to
     the licensed-domains allow-list rule.
 
     Raises:
         InvalidStatus: ``status`` is unknown (the message lists the allowed ones),
             or ``allow_domain`` is used with another status.
         NotFound: no violation has this id.
-        RuleError: the candidate has no host, or the rule file cannot be written validly.
+        RuleError: the candidate has no web host (a file or an upload seen on no web
+            page), or the rule file cannot be written validly; nothing is changed.
     """
     status = status.strip().lower()
     if status not in STATUSES:
@@ -59,10 +67,13 @@ def set_status(ws: Workspace, violation_id: int, status: str, actor: str, note: 
         v = repo.get_violation(s, violation_id)
         if v is None:
             raise NotFound(f"violation {violation_id} not found")
-        host = _host(repo.candidate_of(s, v)) if allow_domain else None
+        c = repo.candidate_of(s, v)
+        host = candidate_host(c) if allow_domain else None
         if allow_domain and host is None:
+            where = c.source if c else "a deleted candidate"
             raise RuleError(f"violation {violation_id}: the found image has no web host to "
-                            "allow (it came from a file)")
+                            f"allow: it came from {where!r}, not from a web address or page "
+                            "(review it without allow_domain)")
         if host:
             add_allowed_domain(ws, host)
         return repo.record_status(s, v, status, actor.strip(), note)
@@ -74,11 +85,37 @@ def history(ws: Store, violation_id: int) -> list[ViolationEvent]:
         return repo.history(s, violation_id)
 
 
-def _host(c: Candidate | None) -> str | None:
+def web_host(url: str | None) -> str | None:
+    """The host of an ``http(s)`` URL, lower case, when it is an IP address or a DNS
+    name (IDNA-encoded; labels of letters, digits and inner hyphens); None for
+    anything else (``upload:…``, file paths, malformed URLs)."""
+    try:
+        parts = urlsplit(url or "")
+        host = parts.hostname
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 bracket)
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        host = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = host.split(".")
+    ok = len(host) <= 253 and all(_LABEL.fullmatch(x) for x in labels)
+    return host if ok and not labels[-1].isdigit() else None
+
+
+def candidate_host(c: Candidate | None) -> str | None:
+    """The web host of a found image: that of its URL, else of the page it was seen on;
+    None when neither is a web address (:func:`web_host`)."""
     for url in (c.source, c.page_url) if c else ():
-        host = urlsplit(url).hostname if url else None
+        host = web_host(url)
         if host:
-            return host.lower()
+            return host
     return None
 
 

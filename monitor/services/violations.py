@@ -21,10 +21,10 @@ from monitor.store import Store
 from monitor.store import alerts as alert_repo
 from monitor.store import violations as repo
 from monitor.store.models import Alert
-from monitor.store.violations import Order, ViolationFilter, ViolationRow
+from monitor.store.violations import MAX_ID, Order, ViolationFilter, ViolationRow
 
-__all__ = ["alerts_of", "collection_names", "get_item", "get_json", "history", "list_items",
-           "list_page", "parse_since", "pending_alerts", "violation_json"]
+__all__ = ["MAX_ID", "alerts_of", "collection_names", "get_item", "get_json", "history",
+           "list_items", "list_page", "parse_since", "pending_alerts", "violation_json"]
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -68,7 +68,13 @@ def list_page(store: Store, *, status: list[str] | None = None, collection: str 
               offset: int = 0) -> dict[str, Any]:
     """``{"total", "limit", "offset", "items"}``: violations matching every filter (None or
     empty: any), newest first, ``items`` (:func:`violation_json`) paged by ``limit`` and
-    ``offset``, ``total`` counted before paging. ``since``: created at or after (UTC)."""
+    ``offset``, ``total`` counted before paging. ``since``: created at or after (UTC).
+
+    Raises:
+        InvalidRequest: ``limit`` or ``offset`` is negative or beyond :data:`MAX_ID`.
+    """
+    if not (0 <= limit <= MAX_ID and 0 <= offset <= MAX_ID):
+        raise InvalidRequest(f"'limit' and 'offset' must be between 0 and {MAX_ID}")
     where = ViolationFilter(status=status or None, collection=collection or None,
                             verdict=verdict or None, since=since)
     with store.session() as s:
@@ -111,7 +117,10 @@ def get_item(store: Store, violation_id: int) -> ReportItem:
 
 
 def alerts_of(store: Store, violation_id: int) -> list[Alert]:
-    """Every alert (mail, webhook) recorded for one violation, oldest first."""
+    """Every alert (mail, webhook) recorded for one violation, oldest first (empty for an
+    unknown id)."""
+    if not 0 < violation_id <= MAX_ID:
+        return []
     with store.session() as s:
         return alert_repo.alerts_of(s, violation_id)
 

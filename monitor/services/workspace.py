@@ -17,6 +17,7 @@ import numpy as np
 from sqlmodel import Session
 
 from monitor.config import Settings
+from monitor.imaging.budget import MIB, MemoryBudget
 from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_file
 from monitor.matching.engine import Engine, GalleryEntry, working_side
 from monitor.matching.rules import RuleSet, load_rules
@@ -32,8 +33,14 @@ CLIP_BATCH = 32
 
 
 class Workspace(Store):
-    """A :class:`~monitor.store.Store` opened for checking: adds decode limits, rules,
-    the matching engine and the fetcher, each loaded lazily from :class:`Settings`.
+    """A :class:`~monitor.store.Store` opened for checking: adds decode limits and the
+    decode memory budget, rules, the matching engine and the fetcher (the last three
+    loaded lazily from :class:`Settings`).
+
+    Attributes:
+        decode_budget: what every decode of this workspace claims memory from
+            (``decode.memory_budget_mb`` MiB, :mod:`monitor.imaging.budget`): a daemon's
+            queue workers, ``/v1/search`` and scans share it.
 
     Raises:
         StoreError: the database cannot be opened.
@@ -43,6 +50,7 @@ class Workspace(Store):
         super().__init__(settings)
         self.limits = DecodeLimits(settings.decode.max_bytes, settings.decode.max_pixels,
                                    working_side(settings))
+        self.decode_budget = MemoryBudget(settings.decode.memory_budget_mb * MIB)
         self._engine: Engine | None = None
         self._info: dict[int, tuple[str, str, dict]] | None = None
 
@@ -99,14 +107,24 @@ class Workspace(Store):
         return entries
 
     def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
-        """One :class:`GalleryEntry` per protected image (by id), CLIP vectors of the
-        current model only; one read of the table, which also refreshes
-        :meth:`gallery_info`'s cache."""
+        """One :class:`GalleryEntry` per live protected image (by id; archived images are
+        not matched), CLIP vectors of the current model only; one read of the table,
+        which also refreshes :meth:`gallery_info`'s cache (archived images included)."""
         model = engine.clip.fingerprint if engine.clip else None
         with self.session() as s:
-            rows = gallery_repo.list_images(s)
+            rows = gallery_repo.list_images(s, archived=None)
         self._info = {p.id: (p.path, name, json.loads(p.meta_json)) for p, name in rows}
-        return [self._entry(r, model) for r, _ in rows]
+        return [self._entry(r, model) for r, _ in rows if r.archived_at is None]
+
+    def gallery_entry(self, row: ProtectedImage) -> GalleryEntry:
+        """The :class:`GalleryEntry` of one protected image row for the loaded engine (its
+        CLIP vector only when of the engine's model).
+
+        Raises:
+            StageUnavailable: CLIP cannot load and ``clip.required`` is true.
+        """
+        engine = self.engine()
+        return self._entry(row, engine.clip.fingerprint if engine.clip else None)
 
     def _entry(self, row: ProtectedImage, model: str | None) -> GalleryEntry:
         clip = None
@@ -131,7 +149,8 @@ class Workspace(Store):
         return gallery_repo.find_collection(session, name, create)
 
     def gallery_info(self) -> dict[int, tuple[str, str, dict]]:
-        """``{gallery_id: (path, collection name, metadata)}`` for every protected image.
+        """``{gallery_id: (path, collection name, metadata)}`` for every protected image,
+        archived ones included (reports of their old violations still name them).
 
         Read once and cached like the engine (loading the engine fills it from the same
         read); :meth:`gallery_changed` drops it.

@@ -1,5 +1,10 @@
 """Repository of the protected gallery: the SQL over ``ProtectedImage`` and ``Collection``.
 
+An image that has violations is never deleted by a removal: it is *archived*
+(``archived_at``, ``archived_by`` set), so the evidence of its violations outlives it;
+archived images are left out of matching and listings unless asked for, and only
+:func:`purge_images` deletes them with their violations.
+
 Every function takes an open :class:`~sqlmodel.Session` (from
 :meth:`monitor.store.Store.session`) and leaves committing to the caller, so the
 services layer decides what one transaction holds; :func:`ping` takes the engine.
@@ -9,15 +14,35 @@ Rows come back detached-safe (the store's sessions do not expire on commit).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from string import hexdigits
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from monitor.errors import NotFound
-from monitor.store.models import Collection, MatchRow, ProtectedImage, Violation
+from monitor.store.models import (
+    Alert,
+    Candidate,
+    Collection,
+    MatchRow,
+    ProtectedImage,
+    Violation,
+    ViolationEvent,
+    utcnow,
+)
+from monitor.store.violations import MAX_ID
 
 MIN_SHA_PREFIX = 8
 """Hex digits a sha256 prefix needs before :func:`resolve_refs` looks it up."""
+
+
+def _live(q, archived: bool | None = False):
+    """``q`` narrowed to live images (``archived`` False), archived ones (True) or any (None)."""
+    if archived is None:
+        return q
+    return q.where(ProtectedImage.archived_at.is_not(None) if archived
+                   else ProtectedImage.archived_at.is_(None))
 
 
 def find_collection(session: Session, name: str, create: bool = False) -> Collection | None:
@@ -32,7 +57,7 @@ def find_collection(session: Session, name: str, create: bool = False) -> Collec
 
 
 def collection_ids(session: Session, name: str) -> set[int]:
-    """Ids of the protected images in the collection called ``name``.
+    """Ids of the live (not archived) protected images in the collection called ``name``.
 
     Raises:
         NotFound: no collection has this name.
@@ -40,13 +65,13 @@ def collection_ids(session: Session, name: str) -> set[int]:
     coll = find_collection(session, name)
     if coll is None:
         raise NotFound(f"no collection named {name!r}")
-    q = select(ProtectedImage.id).where(ProtectedImage.collection_id == coll.id)
+    q = _live(select(ProtectedImage.id).where(ProtectedImage.collection_id == coll.id))
     return set(session.exec(q).all())
 
 
 def find_image(session: Session, collection: str, sha256: str) -> ProtectedImage | None:
     """The image with content ``sha256`` (64 hex digits) in the collection called
-    ``collection``, or None (also when the collection does not exist)."""
+    ``collection``, archived or not, or None (also when the collection does not exist)."""
     q = (select(ProtectedImage).join(Collection)
          .where(Collection.name == collection, ProtectedImage.sha256 == sha256))
     return session.exec(q).first()
@@ -63,30 +88,33 @@ def add_image(session: Session, row: ProtectedImage) -> ProtectedImage:
     return row
 
 
-def list_images(session: Session, collection: str | None = None
-                ) -> list[tuple[ProtectedImage, str]]:
-    """``(row, collection name)`` of every protected image, by id; only the collection
-    called ``collection`` when given (an unknown name gives an empty list)."""
-    q = (select(ProtectedImage, Collection.name).join(Collection)
-         .order_by(ProtectedImage.id))
+def list_images(session: Session, collection: str | None = None, *,
+                archived: bool | None = False) -> list[tuple[ProtectedImage, str]]:
+    """``(row, collection name)`` of the protected images, by id: live ones (``archived``
+    False, the default), archived ones (True) or both (None); only the collection called
+    ``collection`` when given (an unknown name gives an empty list)."""
+    q = _live(select(ProtectedImage, Collection.name).join(Collection)
+              .order_by(ProtectedImage.id), archived)
     if collection:
         q = q.where(Collection.name == collection)
     return [(p, name) for p, name in session.exec(q).all()]
 
 
 def labels(session: Session) -> list[tuple[int, str, str, str]]:
-    """``(id, path, collection name, meta_json)`` of every protected image: what results
-    name a gallery match by, without the signal columns (pHash, CLIP vector)."""
+    """``(id, path, collection name, meta_json)`` of every protected image, archived ones
+    included (their old violations still name them): what results name a gallery match
+    by, without the signal columns (pHash, CLIP vector)."""
     q = select(ProtectedImage.id, ProtectedImage.path, Collection.name,
                ProtectedImage.meta_json).join(Collection)
     return [tuple(r) for r in session.exec(q).all()]
 
 
 def phashes(session: Session, collection: str | None) -> dict[int, str]:
-    """``{id: phash hex}`` of the images in the collection called ``collection`` (every
-    image when it is None or empty), by id; empty when there is no such collection."""
-    q = (select(ProtectedImage.id, ProtectedImage.phash).join(Collection)
-         .order_by(ProtectedImage.id))
+    """``{id: phash hex}`` of the live images in the collection called ``collection``
+    (every collection when it is None or empty), by id; empty when there is no such
+    collection."""
+    q = _live(select(ProtectedImage.id, ProtectedImage.phash).join(Collection)
+              .order_by(ProtectedImage.id))
     if collection:
         q = q.where(Collection.name == collection)
     return {gid: ph for gid, ph in session.exec(q).all()}
@@ -106,34 +134,116 @@ def set_path(session: Session, image_id: int, path: str) -> None:
                     .values(path=path))
 
 
-def resolve_refs(session: Session, refs: Iterable[str]) -> list[int]:
-    """Image ids named by ``refs``, in order: each ref is an id (decimal digits) or a
-    sha256 prefix of at least :data:`MIN_SHA_PREFIX` hex digits (may match several
-    images; ids repeat when refs overlap).
+def resolve_refs(session: Session, refs: Iterable[str], *,
+                 archived: bool | None = False) -> list[int]:
+    """Image ids named by ``refs``, in order: each ref is an id (ASCII decimal digits) or
+    a sha256 prefix of at least :data:`MIN_SHA_PREFIX` hex digits (may match several
+    images; ids repeat when refs overlap). Only live images are looked at (``archived``
+    False), only archived ones (True) or both (None).
 
     Raises:
-        NotFound: a ref names no image (or is a prefix too short to look up).
+        NotFound: a ref names no such image (or is not an id nor a long enough hex prefix).
     """
     ids: list[int] = []
     for ref in refs:
-        q = select(ProtectedImage.id).order_by(ProtectedImage.id)
-        q = (q.where(ProtectedImage.id == int(ref)) if ref.isdigit()
-             else q.where(ProtectedImage.sha256.startswith(ref.lower())))
-        found = session.exec(q).all() if ref.isdigit() or len(ref) >= MIN_SHA_PREFIX else []
+        ref = ref.strip()
+        q = _live(select(ProtectedImage.id).order_by(ProtectedImage.id), archived)
+        found: list[int] = []
+        if ref.isascii() and ref.isdigit():
+            if 0 < int(ref) <= MAX_ID:
+                found = list(session.exec(q.where(ProtectedImage.id == int(ref))).all())
+        elif len(ref) >= MIN_SHA_PREFIX and all(c in hexdigits for c in ref):
+            found = list(session.exec(q.where(ProtectedImage.sha256.startswith(ref.lower())))
+                         .all())
         if not found:
-            raise NotFound(f"no protected image with id or sha256 {ref!r}")
+            kind = {False: "protected", True: "archived", None: "protected or archived"}
+            raise NotFound(f"no {kind[archived]} image with id or sha256 {ref!r}")
         ids += found
     return ids
 
 
-def delete_images(session: Session, ids: list[int]) -> None:
-    """Delete images ``ids`` with their violations and match rows; the caller commits.
+def live_ids(session: Session, ids: Iterable[int]) -> set[int]:
+    """Which of ``ids`` are live (not archived) protected images."""
+    q = _live(select(ProtectedImage.id).where(ProtectedImage.id.in_(list(ids))))
+    return set(session.exec(q).all())
 
-    Raises:
-        sqlalchemy.exc.IntegrityError: rows still refer to one of their violations
-            (alerts, review events).
+
+def remove_images(session: Session, ids: list[int], actor: str) -> tuple[list[int], list[int]]:
+    """Take images ``ids`` out of the gallery; the caller commits.
+
+    Images with violations are archived (``archived_at`` now in UTC, ``archived_by``
+    ``actor``), keeping their matches, violations, audit trail and alerts; the others are
+    deleted with their match rows. The archiving UPDATE comes first, so the transaction
+    holds the write lock before it decides which images have violations.
+
+    Returns:
+        ``(deleted ids, archived ids)``, each sorted, duplicates dropped.
     """
-    for model in (Violation, MatchRow, ProtectedImage):
-        column = model.id if model is ProtectedImage else model.protected_id
-        session.execute(delete(model).where(column.in_(ids)))
+    wanted = sorted(set(ids))
+    with_violations = select(Violation.protected_id).where(Violation.protected_id.in_(wanted))
+    session.execute(update(ProtectedImage)
+                    .where(ProtectedImage.id.in_(wanted), ProtectedImage.id.in_(with_violations),
+                           ProtectedImage.archived_at.is_(None))
+                    .values(archived_at=utcnow(), archived_by=actor))
+    kept = set(session.exec(with_violations).all())
+    deleted = [i for i in wanted if i not in kept]
+    session.execute(delete(MatchRow).where(MatchRow.protected_id.in_(deleted)))
+    session.execute(delete(ProtectedImage).where(ProtectedImage.id.in_(deleted)))
     session.flush()
+    return deleted, sorted(kept)
+
+
+def restore_image(session: Session, image_id: int) -> None:
+    """Bring archived image ``image_id`` back into the gallery (clear ``archived_at`` and
+    ``archived_by``); the caller commits."""
+    session.execute(update(ProtectedImage).where(ProtectedImage.id == image_id)
+                    .values(archived_at=None, archived_by=None))
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What :func:`purge_images` deleted, and the files it left unreferenced.
+
+    Attributes:
+        images: ids of the deleted protected images.
+        violations: how many violations went with them (their events and alerts too).
+        evidence: evidence files (relative to the data folder) no remaining violation
+            refers to; their candidates' ``evidence_path`` was cleared.
+        stored: gallery copies (relative to the data folder) no remaining image refers to.
+    """
+
+    images: list[int]
+    violations: int
+    evidence: list[str]
+    stored: list[str]
+
+
+def purge_images(session: Session, ids: list[int]) -> Purged:
+    """Delete images ``ids`` for good, with their matches, violations, review events and
+    alerts; the caller commits, then deletes the files named in the result.
+
+    Candidates stay (they record what was checked); those whose evidence file no
+    remaining violation needs lose their ``evidence_path``.
+    """
+    ids = sorted(set(ids))
+    vids = list(session.exec(select(Violation.id).where(Violation.protected_id.in_(ids))).all())
+    cands = select(Violation.candidate_id).where(Violation.id.in_(vids))
+    paths = set(session.exec(select(Candidate.evidence_path).where(
+        Candidate.id.in_(cands), Candidate.evidence_path.is_not(None))).all())
+    stored = set(session.exec(select(ProtectedImage.stored_path)
+                              .where(ProtectedImage.id.in_(ids))).all())
+    session.execute(delete(Alert).where(Alert.violation_id.in_(vids)))
+    session.execute(delete(ViolationEvent).where(ViolationEvent.violation_id.in_(vids)))
+    session.execute(delete(Violation).where(Violation.id.in_(vids)))
+    session.execute(delete(MatchRow).where(MatchRow.protected_id.in_(ids)))
+    session.execute(delete(ProtectedImage).where(ProtectedImage.id.in_(ids)))
+    still = set(session.exec(select(Candidate.evidence_path).join(
+        Violation, Violation.candidate_id == Candidate.id)
+        .where(Candidate.evidence_path.in_(paths))).all())
+    gone = sorted(paths - still)
+    session.execute(update(Candidate).where(Candidate.evidence_path.in_(gone))
+                    .values(evidence_path=None))
+    kept = set(session.exec(select(ProtectedImage.stored_path)
+                            .where(ProtectedImage.stored_path.in_(stored))).all())
+    session.flush()
+    return Purged(ids, len(vids), gone, sorted(stored - kept))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import case, func
+from sqlalchemy import case, false, func
 from sqlmodel import Session, select
 
 from monitor.store.models import (
@@ -33,6 +33,9 @@ from monitor.store.models import (
     ViolationEvent,
     utcnow,
 )
+
+MAX_ID = 2**63 - 1
+"""The largest row id SQLite stores (a signed 64-bit INTEGER): ids beyond it name nothing."""
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 """Sort rank of each rule severity (most severe first); other severities rank 9."""
@@ -81,8 +84,9 @@ def _select(where: ViolationFilter) -> Any:
             .join(Candidate, Violation.candidate_id == Candidate.id)
             .join(ProtectedImage, Violation.protected_id == ProtectedImage.id)
             .join(Collection, ProtectedImage.collection_id == Collection.id))
-    if where.scan_id is not None:
-        stmt = stmt.where(Candidate.scan_id == where.scan_id)
+    if where.scan_id is not None:  # an id SQLite cannot hold names no scan
+        stmt = stmt.where(Candidate.scan_id == where.scan_id if abs(where.scan_id) <= MAX_ID
+                          else false())
     if where.collection is not None:
         stmt = stmt.where(Collection.name == where.collection)
     if where.status:
@@ -95,8 +99,9 @@ def _select(where: ViolationFilter) -> Any:
         stmt = stmt.where(Violation.created_at >= as_utc(where.since))
     if where.until is not None:
         stmt = stmt.where(Violation.created_at < as_utc(where.until))
-    if where.violation_ids is not None:
-        stmt = stmt.where(Violation.id.in_(list(where.violation_ids)))
+    if where.violation_ids is not None:  # ids SQLite cannot hold name nothing
+        stmt = stmt.where(Violation.id.in_([i for i in where.violation_ids
+                                            if 0 < i <= MAX_ID]))
     return stmt
 
 
@@ -135,7 +140,7 @@ def count_violations(session: Session, where: ViolationFilter = ViolationFilter(
 
 def get_violation(session: Session, violation_id: int) -> Violation | None:
     """The violation ``violation_id``, or None when no violation has this id."""
-    return session.get(Violation, violation_id)
+    return session.get(Violation, violation_id) if 0 < violation_id <= MAX_ID else None
 
 
 def violation_parts(session: Session, violation_id: int) -> tuple[
@@ -143,7 +148,7 @@ def violation_parts(session: Session, violation_id: int) -> tuple[
         Collection | None] | None:
     """A violation with whichever of its candidate, match, protected image and collection
     still exist (each None when gone), or None when the violation itself is gone."""
-    v = session.get(Violation, violation_id)
+    v = get_violation(session, violation_id)
     if v is None:
         return None
     c, m = session.get(Candidate, v.candidate_id), session.get(MatchRow, v.match_id)
@@ -176,6 +181,8 @@ def record_status(session: Session, v: Violation, status: str, actor: str,
 
 def history(session: Session, violation_id: int) -> list[ViolationEvent]:
     """The audit trail of one violation, oldest first (empty for an unknown id)."""
+    if not 0 < violation_id <= MAX_ID:
+        return []
     q = (select(ViolationEvent).where(ViolationEvent.violation_id == violation_id)
          .order_by(ViolationEvent.at, ViolationEvent.id))
     return list(session.exec(q).all())
