@@ -227,15 +227,19 @@ def findings_3_4(c: Client) -> None:
 
 
 def findings_5(c: Client) -> None:
-    """/metrics stays the same size under invented methods: one ``other`` series appears
-    with the first of them, then nothing more."""
-    c.http.request("XFIRST", "/v1/violations")
-    size = len(c.http.get("/metrics").content)
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: c.http.request(f"X{k:04d}", "/v1/violations"), range(1000)))
-    grown = len(c.http.get("/metrics").content) - size
-    row("5", "1,000 requests with invented methods", f"/metrics {size} B, +{grown} B",
-        grown < 500)
+    """/metrics stays the same size under invented methods: the first burst may add the
+    few fixed ``other`` series (and a 429 one, 8 at once from one client), the second
+    adds only digits to their counts."""
+    def burst(tag: str) -> int:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: c.http.request(f"{tag}{k:04d}", "/v1/violations"),
+                          range(1000)))
+        return len(c.http.get("/metrics").content)
+
+    start = len(c.http.get("/metrics").content)
+    first, second = burst("X"), burst("Y")
+    row("5", "2 x 1,000 requests with invented methods",
+        f"/metrics {start} B, then {first} B, then {second} B", second - first < 500)
 
 
 def main() -> int:

@@ -149,9 +149,10 @@ def _pending(request: Request) -> _Pending:
 def _verify_mac(request: Request, pending: _Pending, body: bytes) -> None:
     """The MAC part of the check (no database). Raises SignatureError."""
     if pending.parts is not None:
+        request.state.body_sha256 = sig.body_sha256(body)  # an upload's content hash too
         sig.verify_v2(pending.key.secret, pending.parts, request.method,
                       request.scope["path"], request.scope["query_string"].decode("latin-1"),
-                      body)
+                      body, request.state.body_sha256)
         return
     payload = body or sig.target_body(request.method, request.url.path, request.url.query)
     sig.verify_v1(pending.key.secret, request.headers.get(sig.TIMESTAMP_HEADER),

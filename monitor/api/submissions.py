@@ -106,7 +106,9 @@ async def submit(request: Request, response: Response) -> Accepted:
             out = await run_in_threadpool(_prepare_url, st, sub, key)
         else:
             data, page_url, meta = await _parse_upload(request, ctype, body)
-            out = await run_in_threadpool(_prepare_upload, st, data, page_url, meta, key)
+            digest = getattr(request.state, "body_sha256", None) if data is body else None
+            out = await run_in_threadpool(_prepare_upload, st, data, page_url, meta, key,
+                                          digest)
         if isinstance(out, dict):
             out = await _enqueue(st, out)
     except MonitorError as exc:
@@ -150,9 +152,10 @@ async def _parse_upload(request: Request, ctype: str, body: bytes
 
 
 def _prepare_upload(st: AppState, data: bytes, page_url: str | None, meta: dict[str, Any],
-                    key: str | None) -> Accepted | dict[str, Any]:
+                    key: str | None, digest: str | None) -> Accepted | dict[str, Any]:
     fmt = sniff_image(data)
-    out = submissions.prepare_upload(st.ws, data, fmt, page_url, meta, key, st.depth())
+    out = submissions.prepare_upload(st.ws, data, fmt, page_url, meta, key, st.depth(),
+                                     sha256=digest)
     return _accepted(out)
 
 

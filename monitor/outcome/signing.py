@@ -209,16 +209,17 @@ def check_timestamp(timestamp: str | None, tolerance: float, now: float | None =
 
 
 def verify_v2(secret: str, parts: SignedParts, method: str, path: str, query: str,
-              body: bytes) -> None:
+              body: bytes, digest: str | None = None) -> None:
     """Check the MAC of a request whose headers :func:`parse_v2` returned; ``path`` is the
-    decoded path, ``query`` the raw query string. The timestamp window
-    (:func:`check_timestamp`) and the nonce (seen once) are the caller's to check.
+    decoded path, ``query`` the raw query string, ``digest`` the body's
+    :func:`body_sha256` when the caller computed it (else computed here). The timestamp
+    window (:func:`check_timestamp`) and the nonce (seen once) are the caller's to check.
 
     Raises:
         SignatureError: no given MAC matches.
     """
     canonical = canonical_request(method, path, query, parts.key_id, parts.timestamp,
-                                  parts.nonce, body_sha256(body))
+                                  parts.nonce, digest or body_sha256(body))
     expected = mac_v2(secret, canonical).encode()
     ok = False
     for candidate in parts.signatures:

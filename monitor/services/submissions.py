@@ -30,20 +30,22 @@ class Existing:
 
 
 def prepare_upload(ws: Workspace, data: bytes, fmt: str, page_url: str | None,
-                   meta: dict[str, Any], key: str | None, depth: int
-                   ) -> Existing | dict[str, Any]:
+                   meta: dict[str, Any], key: str | None, depth: int,
+                   sha256: str | None = None) -> Existing | dict[str, Any]:
     """Hash and store an upload already sniffed as ``fmt``; the existing job, or the
     keyword arguments of the :func:`monitor.store.queue.enqueue` call to make.
 
     Args:
         depth: the queue depth as the caller last read it (a cheap pre-check; the
             enqueue itself decides).
+        sha256: hex SHA-256 of ``data`` when the caller has it (the signature check
+            hashed the request body, which is the upload for a raw ``image/*`` body).
 
     Raises:
         Conflict: ``key`` was used before for different bytes (409).
         QueueFull: the queue holds ``server.queue_max`` jobs (429).
     """
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or hashlib.sha256(data).hexdigest()
     existing = queue.find_existing(ws.db, idempotency_key=key or f"sha256:{sha}", sha256=sha)
     if existing is not None:
         if key and existing.idempotency_key == key and existing.sha256 != sha:
