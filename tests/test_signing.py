@@ -85,7 +85,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, http
     mp.setenv("MONITOR_TEST_REVIEWER_SECRET", REVIEWER)
     mp.delenv("MONITOR_CONFIG", raising=False)
     daemon, client = start(tmp_path_factory.mktemp("signing"), body_timeout=1.5,
-                           max_concurrent_per_client=64)  # many stalled uploads at once
+                           max_concurrent_per_client=64,  # many stalled uploads at once
+                           accept_v1_signatures=True)  # v1 is off by default
     yield daemon, client
     client.close()
     daemon.shutdown()
@@ -386,10 +387,10 @@ def test_v1_accepted_with_the_setting_and_warned(env, caplog) -> None:
     assert any("v1 request signature" in m for m in caplog.messages)
 
 
-def test_v1_refused_with_the_setting_off(tmp_path: Path, monkeypatch) -> None:
+def test_v1_refused_by_default(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MONITOR_TEST_REVIEWER_SECRET", REVIEWER)
-    daemon, client = start(tmp_path, accept_v1_signatures=False)
+    daemon, client = start(tmp_path)
     try:
         data = encode(skimage_photo("moon"), "PNG")
         r = client.post("/v1/submissions", content=data,

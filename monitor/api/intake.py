@@ -159,8 +159,8 @@ def _verify_mac(request: Request, pending: _Pending, body: bytes) -> None:
                   request.headers.get(sig.SIGNATURE_HEADER), payload,
                   state_of(request).settings.server.signature_tolerance)
     log.warning("v1 request signature accepted for %s %s: v1 is deprecated and goes away "
-                "in the next release; sign with v2 (`monitor sign`), then set "
-                "server.accept_v1_signatures = false", request.method, request.url.path)
+                "in the next release; sign with v2 (`monitor sign`), then remove "
+                "server.accept_v1_signatures", request.method, request.url.path)
 
 
 def _remember(request: Request, pending: _Pending) -> None:

@@ -101,8 +101,9 @@ class ServerSettings(_Section):
         "(webhook_secret, id \"default\", all scopes): [[server.keys]] tables with id, "
         "name, scopes and secret_env or secret_file.")
     accept_v1_signatures: bool = Field(
-        True, description="Also accept v1 signatures (timestamp + body, no nonce, default "
-        "key only), each logged as a warning. Deprecated: removed in the next release.")
+        False, description="Also accept v1 signatures (timestamp + body, no nonce, default "
+        "key only), each logged as a warning, while clients move to v2. Deprecated: "
+        "removed in the next release.")
     max_concurrent_requests: int = Field(
         64, ge=1, description="Requests handled at once in all; more get 429 with Retry-After.")
     max_concurrent_per_client: int = Field(
