@@ -234,3 +234,28 @@ def test_batched_preprocess_equals_models_own(stage: ClipStage, photos: list[Dec
     own = torch.stack([loaded.preprocess(stage._reduced(im, loaded.side)) for im in photos])
     assert tuple(own.shape) == (len(PHOTOS), 3, 64, 64)
     torch.testing.assert_close(stage.pixels(photos), own, atol=1e-6, rtol=0)
+
+
+def test_unreachable_hub_is_said_at_once_without_retries(tmp_path) -> None:
+    """Where the hub cannot be reached and HF_HUB_OFFLINE is not set, the stage says so
+    from one connection attempt instead of the hub client's retries (issue 20: every
+    command waited ~46 s with ~46 retry warnings). A real `monitor doctor` process, the
+    hub endpoint a closed loopback port."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "MONITOR_CONFIG", "HTTPS_PROXY", "https_proxy",
+                        "ALL_PROXY", "all_proxy")}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf"),
+            "COLUMNS": "240"}
+    run = subprocess.run([sys.executable, "-m", "monitor", "doctor"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert f"127.0.0.1:{port} cannot be reached" in out, out
+    assert "retry" not in out.lower(), out

@@ -21,3 +21,13 @@ def hf_hub_offline() -> bool:
 def hf_hub_cache() -> str | None:
     """``HF_HUB_CACHE`` when set (the hub's cache folder), else None."""
     return os.environ.get("HF_HUB_CACHE") or None
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+"""Variables through which requests (and so huggingface_hub) reach HTTPS via a proxy."""
+
+
+def https_proxy_configured() -> bool:
+    """True when an HTTPS proxy is configured in the environment (a direct connection
+    test then says nothing about whether the hub can be reached)."""
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)

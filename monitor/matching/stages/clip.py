@@ -42,6 +42,7 @@ from monitor.matching.stages.clip_weights import (
     cached_weights,
     hub_cache,
     hub_offline,
+    hub_unreachable,
 )
 from monitor.types import Hit, StageStatus
 
@@ -146,6 +147,9 @@ class ClipStage:
             raise LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
                            f"cache ({hub_cache()}) and the hub cannot be reached "
                            "(HF_HUB_OFFLINE is set)", self._download_fix(cfg))
+        if why := hub_unreachable():  # fail at once instead of after the hub's retries
+            raise LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
+                           f"cache ({hub_cache()}) and the hub {why}", self._download_fix(cfg))
         return s.pretrained, {}
 
     def _download_fix(self, cfg: dict) -> str:

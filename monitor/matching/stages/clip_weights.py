@@ -4,10 +4,17 @@ cache and offline switch, the loaded model record, and the batched preprocess.""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from monitor.config.environment import hf_hub_cache, hf_hub_offline
+from monitor.config.environment import hf_hub_cache, hf_hub_offline, https_proxy_configured
+
+HUB_PROBE_TIMEOUT = 3.0
+"""Seconds allowed to open a TCP connection to the Hugging Face hub before a download
+is tried; huggingface_hub's own retries and backoff took ~46 s to give up on a machine
+without network (measured with `monitor doctor`, issue 20)."""
 
 
 @dataclass(frozen=True)
@@ -64,3 +71,21 @@ def cached_weights(tag_cfg: dict) -> str | None:
     names = [name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     paths = (try_to_load_from_cache(repo, n, cache_dir=hub_cache()) for n in names if repo)
     return next((p for p in paths if isinstance(p, str)), None)
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """Why the Hugging Face hub (``huggingface_hub.constants.ENDPOINT``, i.e. ``HF_ENDPOINT``)
+    cannot be reached, found with one TCP connection of at most ``timeout`` seconds; None
+    when it can, or when an HTTPS proxy is configured (then only a download can tell)."""
+    if https_proxy_configured():
+        return None
+    from huggingface_hub import constants
+
+    parts = urlsplit(constants.ENDPOINT)
+    host = parts.hostname or ""
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port} cannot be reached ({exc})"
+    return None
