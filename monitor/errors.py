@@ -36,13 +36,23 @@ Each error has a short machine-readable ``code`` recorded on the candidate row n
 the human message, so reports can group failures by kind; ``http_status`` is what the
 API answers (one exception handler, :func:`monitor.api.app.create_app`) and
 ``exit_code`` what the CLI exits with (:data:`EXIT_USAGE` for what the user can fix,
-:data:`EXIT_FAILURE` for the rest).
+:data:`EXIT_FAILURE` for the rest). ``check`` and ``scan`` also exit :data:`EXIT_FOUND`
+and :data:`EXIT_INPUT` for what they found (``monitor check --help``).
 """
 
 from __future__ import annotations
 
-EXIT_FAILURE = 1
-"""CLI exit code of an error the user cannot fix by changing the command (a service is down)."""
+EXIT_FOUND = 1
+"""CLI exit code of ``check``/``scan`` when a candidate got a verdict named by
+``--fail-on`` (``violation``, ``review``): for cron jobs and CI."""
+
+EXIT_INPUT = 3
+"""CLI exit code of ``check``/``scan`` when a candidate could not be checked (a missing
+path, an empty, truncated or non-image file, a failed fetch): each is also recorded."""
+
+EXIT_FAILURE = 4
+"""CLI exit code of an error the user cannot fix by changing the command (a service is
+down: the database is locked or newer than this code)."""
 
 EXIT_USAGE = 2
 """CLI exit code of an error in what was asked or configured, a missing model included

@@ -15,4 +15,7 @@ rm -rf demo && .venv/bin/python scripts/make_demo.py demo $corpus
 cd demo
 ../.venv/bin/monitor init
 ../.venv/bin/monitor gallery add gallery --collection portfolio --meta owner=demo
-../.venv/bin/monitor scan candidates
+status=0
+../.venv/bin/monitor scan candidates || status=$?
+# 3: some candidates could not be checked (listed above and recorded); anything else fails
+[ "$status" = 0 ] || [ "$status" = 3 ] || exit "$status"

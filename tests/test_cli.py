@@ -57,8 +57,8 @@ def test_main_job_end_to_end(deploy: Path, scene) -> None:
     assert "0 added, 6 already present" in run("gallery", "add", "gallery",
                                                "--collection", "portfolio").output
 
-    lines = [json.loads(x) for x in run("check", "candidates", "--format", "jsonl")
-             .stdout.splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in run("check", "candidates", "--format", "jsonl", code=3)
+             .stdout.splitlines() if x.startswith("{")]  # 3: three files are not images
     by_name = {Path(x["path"]).name: x for x in lines}
     assert len(lines) == 10
     for x in lines:
@@ -86,7 +86,7 @@ def test_main_job_end_to_end(deploy: Path, scene) -> None:
         assert errors == {"empty.jpg": "empty", "page.jpg": "unsupported_format",
                           "truncated.png": "corrupt"}
         assert len(s.exec(select(Violation)).all()) == 3
-    run("check", "candidates", "--format", "jsonl")  # idempotent: no duplicate rows
+    run("check", "candidates", "--format", "jsonl", code=3)  # idempotent: no duplicate rows
     with Session(db) as s:
         assert len(s.exec(select(Violation)).all()) == 3
         assert len(s.exec(select(Candidate)).all()) == 10
@@ -113,7 +113,7 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
     assert "256x256" not in run("gallery", "list").stdout
     run("gallery", "remove", "99999", code=2)
 
-    out = run("scan", "candidates")
+    out = run("scan", "candidates", code=3)  # 3: three candidates could not be checked
     assert "report:" in out.output
     db = create_engine(f"sqlite:///{deploy / 'data' / 'monitor.db'}")
     with Session(db) as s:
@@ -147,3 +147,18 @@ def test_gallery_add_notes_pictures_the_hash_cannot_match(deploy: Path, photos) 
     assert "2 added" in out
     notes = [line for line in out.splitlines() if line.startswith("note")]
     assert len(notes) == 1 and "wallpaper.png" in notes[0] and "of 64 bits" in notes[0]
+
+
+def test_exit_status_tells_cron_what_was_found(deploy: Path, scene) -> None:
+    """0 when all was checked (whatever was found, unless --fail-on names it), 1 for a
+    verdict named by --fail-on, 3 when a candidate could not be checked (issue 20:
+    `monitor check nosuch/` exited 0)."""
+    run("gallery", "add", "gallery", "--collection", "portfolio")
+    missing = run("check", "nosuch/", code=3)
+    assert "nosuch" in missing.output
+    run("check", "candidates/crop.jpg")  # a violation, but nobody asked to fail on it
+    run("check", "candidates/crop.jpg", "--fail-on", "violation", code=1)
+    run("check", "candidates/other-camera.jpg", "--fail-on", "violation")
+    run("check", "candidates/crop.jpg", "candidates/empty.jpg", "--fail-on", "violation",
+        code=3)  # an input error outranks what was found
+    run("check", "candidates/crop.jpg", "--fail-on", "bogus", code=2)

@@ -23,7 +23,7 @@ import monitor.cli.view as view
 import monitor.cli.violations as cli_violations
 from monitor.cli.context import err, guarded, set_config, state, workspace
 from monitor.config import default_toml
-from monitor.errors import NotFound
+from monitor.errors import EXIT_FOUND, EXIT_INPUT, NotFound
 from monitor.services.workspace import DEFAULT_RULES
 
 app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
@@ -35,6 +35,23 @@ class Format(StrEnum):
 
     table = "table"
     jsonl = "jsonl"
+
+
+class FailOn(StrEnum):
+    """Verdicts that make ``check`` and ``scan`` exit 1."""
+
+    violation = "violation"
+    review = "review"
+
+
+def exit_status(results: list, fail_on: list[FailOn] | None) -> int:
+    """The exit status of a ``check``/``scan`` run: :data:`~monitor.errors.EXIT_INPUT`
+    when a candidate could not be checked, else :data:`~monitor.errors.EXIT_FOUND` when
+    one got a verdict named by ``--fail-on``, else 0."""
+    if any(r.verdict.value == "error" for r in results):
+        return EXIT_INPUT
+    wanted = {f.value for f in fail_on or []}
+    return EXIT_FOUND if any(r.verdict.value in wanted for r in results) else 0
 
 
 @app.callback()
@@ -72,8 +89,15 @@ def check(
     inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs.")],
     collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
     format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+    fail_on: Annotated[list[FailOn] | None, typer.Option(
+        "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
-    """Check candidate images against the gallery and record the results."""
+    """Check candidate images against the gallery and record the results.
+
+    Exit status: 0 all checked, nothing named by --fail-on found; 1 a verdict named by
+    --fail-on; 2 usage or configuration error; 3 a candidate could not be checked
+    (missing, empty, not an image, fetch failed); 4 a service failed.
+    """
     from monitor.services.check import check as run_check
 
     ws = workspace()
@@ -87,6 +111,7 @@ def check(
             results.append(r)
     if format == Format.table:
         view.results_table(ws, results)
+    raise typer.Exit(exit_status(results, fail_on))
 
 
 @app.command()
@@ -97,8 +122,14 @@ def scan(
     collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
     report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
     format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+    fail_on: Annotated[list[FailOn] | None, typer.Option(
+        "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
-    """Run a configured source (or check a folder) now as one scan; summary and report."""
+    """Run a configured source (or check a folder) now as one scan; summary and report.
+
+    Exit status as for `monitor check`: 0, 1 (--fail-on), 2 (usage or configuration),
+    3 (a candidate could not be checked), 4 (a service failed).
+    """
     ws = workspace()
     view.warn_unavailable(err, ws)
     configured = ws.settings.source(source)
@@ -126,6 +157,7 @@ def scan(
         from monitor.outcome.report import write_report
 
         err.print(f"report: {write_report(ws, scan_id=sc.id)}")
+    raise typer.Exit(exit_status(results, fail_on))
 
 
 class ReportFormat(StrEnum):
