@@ -36,8 +36,10 @@ def write_config(root: Path, **server: object) -> Path:
     return root / "config.toml"
 
 
-def start(root: Path, workers: int, **server: object) -> tuple[Daemon, httpx.Client]:
+def start(root: Path, workers: int, *, extra_toml: str = "",
+          **server: object) -> tuple[Daemon, httpx.Client]:
     cfg = write_config(root, **server)
+    cfg.write_text(cfg.read_text() + extra_toml)
     ws = Workspace(load_settings(cfg))
     gdir = root / "gallery"
     if not gdir.exists():

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from monitor.cli import app as cli
-from monitor.config import load_settings
 from monitor.daemon import Daemon
 from monitor.errors import SignatureError
 from monitor.outcome.signing import (
@@ -27,11 +26,10 @@ from monitor.outcome.signing import (
     signed_headers,
     signed_headers_v1,
 )
-from monitor.services.gallery import add_paths
-from monitor.services.workspace import Workspace
 from monitor.store.models import Nonce
 from tests.conftest import encode, skimage_photo
-from tests.test_api import GALLERY, SECRET, send, wait_done, write_config
+from tests.test_api import SECRET, send, wait_done
+from tests.test_api import start as api_start
 
 CRAWLER = "crawler-secret-" + "5e1a9c3f7b2d4e6a8c0f1b3d5e7a9c2f4b6d8e0a1c3e5f7b9d2a4c6e8f0b1d3a"
 REVIEWER = "reviewer-secret-" + "a7c2e4f6b8d0a1c3e5f7b9d2a4c6e8f0b1d3a5e7c9f2b4d6e8a0c1f3b5d7e9a2"
@@ -50,32 +48,10 @@ secret_env = "MONITOR_TEST_REVIEWER_SECRET"
 """
 
 
-def gated_app(state):
-    """The daemon's app with :class:`monitor.api.intake.SignatureGate` in front."""
-    from monitor.api import create_app
-    from monitor.api.intake import SignatureGate
-
-    app = create_app(state)
-    app.add_middleware(SignatureGate)
-    return app
-
-
-def start(root: Path, factory: str | None = None, **server: object
-          ) -> tuple[Daemon, httpx.Client]:
-    cfg = write_config(root, **server)
-    cfg.write_text(cfg.read_text() + KEYS)
+def start(root: Path, **server: object) -> tuple[Daemon, httpx.Client]:
+    """:func:`tests.test_api.start` with one worker and the crawler and reviewer keys."""
     (root / "crawler.txt").write_text(CRAWLER + "\n")
-    ws = Workspace(load_settings(cfg))
-    gdir = root / "gallery"
-    if not gdir.exists():
-        gdir.mkdir()
-        for name in GALLERY:
-            skimage_photo(name).save(gdir / f"{name}.png")
-        add_paths(ws, [str(gdir)], "portfolio")
-    kw = {"app_factory": factory} if factory else {}
-    daemon = Daemon(ws, str(cfg), host="127.0.0.1", port=0, workers=1, grace=5, **kw)
-    daemon.start()
-    return daemon, httpx.Client(base_url=f"http://127.0.0.1:{daemon.bound_port}", timeout=30)
+    return api_start(root, 1, extra_toml=KEYS, **server)
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +292,7 @@ def test_gate_refuses_unsigned_json_routes_unread(tmp_path: Path, monkeypatch) -
     ASGI gate to refuse without reading."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MONITOR_TEST_REVIEWER_SECRET", REVIEWER)
-    daemon, client = start(tmp_path, factory="tests.test_signing:gated_app")
+    daemon, client = start(tmp_path)  # the app installs SignatureGate itself
     try:
         s, got = _stalled(daemon.bound_port, _head("/v1/violations/1/status", 20_000_000),
                           1_000_000)

@@ -74,17 +74,16 @@ def state_of(request: Request) -> AppState:
 
 
 def keys_of(request: Request) -> dict[str, ApiKey]:
-    """The keys valid for this app by id (:func:`monitor.services.signing.keyring`),
-    read once per app.
+    """The keys valid for this app by id: those the daemon read at start
+    (:attr:`AppState.keys`), else :func:`monitor.services.signing.keyring` once.
 
     Raises:
         ConfigError: a key's secret cannot be read.
     """
-    keys = getattr(request.app.state, "monitor_keys", None)
-    if keys is None:
-        st = state_of(request)
-        keys = request.app.state.monitor_keys = keyring(st.settings, st.secret or None)
-    return keys
+    st = state_of(request)
+    if st.keys is None:
+        st.keys = keyring(st.settings, st.secret or None)
+    return st.keys
 
 
 def required_scope(method: str, path: str) -> str | None:

@@ -104,7 +104,7 @@ class Daemon:
 
         self.metrics = Metrics(depth=lambda: queue.depth(ws.db))
         self.state = AppState(ws, secret, self.metrics, extra_health=self.health,
-                              batcher=queue.Batcher(ws.db))
+                              batcher=queue.Batcher(ws.db), keys=keys)
         self.sender = WebhookSender(ws, self.stop, self.metrics)
         self.workers = Workers(self.state, self.n_workers, self.stop, LEASE_SECONDS,
                                on_violation=self.sender.wake.set)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.daemon.metrics import Metrics
+from monitor.services.signing import ApiKey
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 
@@ -74,6 +75,8 @@ class AppState:
         wake: set after an enqueue so idle workers look at once.
         extra_health: adds daemon parts (scheduler, workers) to ``/healthz``.
         batcher: group-commits submissions (None: one transaction each).
+        keys: the API keys by id, read and vetted once at start
+            (:func:`monitor.services.signing.keyring`); None: read on first use.
     """
 
     ws: Workspace
@@ -83,6 +86,7 @@ class AppState:
     wake: threading.Event = field(default_factory=threading.Event)
     extra_health: Callable[[], dict[str, Any]] | None = None
     batcher: queue.Batcher | None = None
+    keys: dict[str, ApiKey] | None = None
     _depth: tuple[float, int] = (0.0, 0)
     _depth_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -80,13 +80,6 @@ def fetch_or_touch(ws: Workspace, found: Discovered,
     return item
 
 
-def fetch_candidate(ws: Workspace, found: Discovered,
-                    source_name: str | None = None) -> CandidateInput | None:
-    """:func:`fetch_or_touch`, with None for an unchanged image."""
-    got = fetch_or_touch(ws, found, source_name)
-    return None if isinstance(got, int) else got
-
-
 def _batches(items: Iterable[Discovered], size: int) -> Iterator[list[Discovered]]:
     it = iter(items)
     while batch := list(islice(it, size)):
