@@ -16,7 +16,11 @@ product before calibration):
 - recall and measured FPR at one fixed threshold: the fit split's, so the test
   splits show how the operating point carries over to queries the fit never saw.
 
-The fitted coefficients are printed as Python to paste into ``monitor/matching/confidence.py``.
+With ``--write FILE`` the fit is written as the confidence data file
+(``monitor/defaults/confidence.json`` is the shipped one) with its provenance: the
+command, the fit split, every split's swept recall, µAP and threshold at ``--fpr``, and
+the operating point ``min_confidence``: the highest of the splits' thresholds, so the
+default rule flags at most ``--fpr`` of distractors on every split measured.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -48,6 +53,8 @@ def load(path: Path) -> list[dict]:
             m["hits"] = [Hit(stage=h["stage"], gallery_id=m["gid"], score=h["score"],
                              distance=h["distance"], cosine=h["cosine"],
                              inliers=h["inliers"], agreement=h["agreement"],
+                             similarity=h.get("similarity"), normalised=h.get("normalised"),
+                             structure=h.get("structure"),
                              region=(0, 0, 1, 1) if h["region"] else None)
                          for h in m["hits"]]
         out.append(q)
@@ -61,13 +68,35 @@ def examples(queries: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(x).reshape(-1, len(confidence.FEATURES)), np.array(y)
 
 
+FREE_SIGN = ("hash_region",)
+"""Features whose weight may be negative; every other weight is bounded at 0, so the
+confidence never falls as evidence grows (closer pHash, more inliers, higher similarity)."""
+
+
 def fit(queries: list[dict], c: float) -> tuple[float, tuple[float, ...]]:
-    """Intercept and coefficients of a logistic regression on ``queries``' matches."""
-    from sklearn.linear_model import LogisticRegression
+    """Intercept and coefficients of a logistic regression on ``queries``' matches.
+
+    L2-penalised log-loss (scikit-learn's objective with ``C = c``), minimised by SciPy's
+    L-BFGS-B with every weight but :data:`FREE_SIGN`'s bounded below by 0.
+    """
+    from scipy.optimize import minimize
 
     x, y = examples(queries)
-    model = LogisticRegression(C=c, max_iter=5000).fit(x, y)
-    return float(model.intercept_[0]), tuple(float(w) for w in model.coef_[0])
+    xb = np.hstack([np.ones((len(x), 1)), x])
+    sign = 2.0 * y - 1.0
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = sign * (xb @ w)
+        value = c * np.logaddexp(0.0, -z).sum() + 0.5 * float(w[1:] @ w[1:])
+        grad = -c * xb.T @ (sign / (1.0 + np.exp(z)))
+        grad[1:] += w[1:]
+        return value, grad
+
+    bounds = [(None, None)] + [(None, None) if f in FREE_SIGN else (0.0, None)
+                               for f in confidence.FEATURES]
+    res = minimize(loss, np.zeros(xb.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 5000})
+    return float(res.x[0]), tuple(float(w) for w in res.x[1:])
 
 
 def single_hit(hits: Sequence[Hit]) -> float:
@@ -127,6 +156,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--thresholds", type=float, nargs="*", default=[0.25, 0.5, 0.9],
                    help="fixed confidence thresholds to report on every split")
     p.add_argument("--out", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--write", type=Path, default=None,
+                   help="write this fit as a confidence data file (the shipped one is "
+                        "monitor/defaults/confidence.json)")
     return p.parse_args(argv)
 
 
@@ -136,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = {p: load(p) for p in [args.fit, *args.test]}
     train = splits[args.fit]
     intercept, coef = fit(train, args.c)
-    shipped = logistic(confidence.INTERCEPT, confidence.COEFFICIENTS)
+    current = confidence.model()
+    shipped = logistic(current.intercept, current.coefficients)
     scorers = {"best single hit (before)": single_hit, "confidence (shipped)": shipped,
                "confidence (this fit)": logistic(intercept, coef)}
     lines = ["| scorer | split | swept recall | µAP | recall at the fit split's τ | flagged |",
@@ -161,16 +194,46 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['distractors']} ({100 * r['fixed_fpr']:.2f} %, "
                           f"≤ {100 * upper:.2f} %) |")
     coefs = "\n".join(f"| {n} | {w0:+.3f} | {w1:+.3f} |" for n, w0, w1 in zip(
-        ("intercept", *confidence.FEATURES), (confidence.INTERCEPT, *confidence.COEFFICIENTS),
+        ("intercept", *confidence.FEATURES), (current.intercept, *current.coefficients),
         (intercept, *coef), strict=True))
     body = BODY.format(command=command, date=dt.datetime.now().astimezone().isoformat(
         timespec="minutes"), machine=report.machine(), fit=args.fit, n=len(train),
         m=sum(len(q["matches"]) for q in train), fpr=f"{100 * args.fpr:g}",
         table="\n".join(lines), points="\n".join(points), coefs=coefs)
     print(body)
+    if args.write:
+        write_model(args.write, command, args, splits, intercept, coef)
+        print(f"wrote {args.write}")
     report.write_section(args.out, body, START, END)
     print(f"wrote {args.out}")
     return 0
+
+
+def write_model(path: Path, command: str, args: argparse.Namespace,
+                splits: dict[Path, list[dict]], intercept: float,
+                coef: tuple[float, ...]) -> dict:
+    """Write the fit with its provenance and operating point (module docstring); returns
+    what was written."""
+    scorer = logistic(intercept, coef)
+    figures = {}
+    for split, queries in splits.items():
+        r = evaluate(queries, scorer, args.fpr, None)
+        figures[split.name] = {"role": "fit" if split == args.fit else "held out",
+                               "queries": len(queries), "swept_recall": round(r["recall"], 4),
+                               "uap": round(r["uap"], 4), "threshold": round(r["tau"], 4)}
+    tau = math.ceil(1000 * max(f["threshold"] for f in figures.values())) / 1000
+    for split, queries in splits.items():
+        r = evaluate(queries, scorer, args.fpr, tau)
+        figures[split.name].update(recall_at_min_confidence=round(r["fixed_recall"], 4),
+                                   flagged_at_min_confidence=f"{r['fixed_flagged']} of "
+                                                             f"{r['distractors']}")
+    data = {"version": 2, "features": list(confidence.FEATURES),
+            "intercept": round(intercept, 4), "coefficients": [round(w, 4) for w in coef],
+            "min_confidence": tau, "fpr_target": args.fpr, "command": command,
+            "date": dt.date.today().isoformat(), "fitted_on": args.fit.name,
+            "regularisation_c": args.c, "splits": figures}
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return data
 
 
 def _tag(path: Path, fitted: Path) -> str:

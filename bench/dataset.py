@@ -177,6 +177,7 @@ def build(corpus: Path, cache: Path, n_gallery: int, n_distractors: int, seed: i
     """
     edits_src = (Path(__file__).parent / "edits.py").read_bytes()
     edits_src += (Path(__file__).parent / "shared_content.csv").read_bytes()
+    edits_src += (Path(__file__).parent / "edits_heavy.py").read_bytes()
     key = hashlib.sha256(json.dumps([str(corpus.resolve()), n_gallery, n_distractors, seed,
                                      families, "series-v6"]
                                     + ([str(extra.resolve()), n_extra] if extra else [])

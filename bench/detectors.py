@@ -116,7 +116,8 @@ def product_score(match: Match) -> float:
 class EngineDetector:
     """The product's engine with the stages ``settings`` enables.
 
-    ``kind`` selects the score: ``"hash"`` (-distance), ``"local"`` (inliers) or
+    ``kind`` selects the score: ``"hash"`` (-distance), ``"local"`` (inliers),
+    ``"sscd"`` (raw SSCD cosine), ``"sscd_norm"`` (score-normalised SSCD similarity) or
     ``"product"`` (:func:`product_score`). ``last`` keeps the matches of the last
     query for the rules and for failure analysis.
     """
@@ -126,9 +127,11 @@ class EngineDetector:
         self.last: list[Match] = []
 
     def add(self, gallery_id: int, image: DecodedImage) -> None:
-        """Index one gallery image in the engine (hash, and local when enabled)."""
+        """Index one gallery image in the engine (hash, descriptor and local when enabled)."""
         phash = HashStage().compute_gallery(image)
-        self.engine.add(GalleryEntry(gallery_id, phash, None, lambda: image), image)
+        described = self.engine.describe([image])
+        self.engine.add(GalleryEntry(gallery_id, phash, None, lambda: image,
+                                     None if described is None else described[0]), image)
 
     def score(self, match: Match) -> float | None:
         """This detector's score for ``match``; None when the stage gave no evidence."""
@@ -136,6 +139,10 @@ class EngineDetector:
             return None if match.distance is None else -float(match.distance)
         if self.kind == "local":
             return None if match.inliers is None else float(match.inliers)
+        if self.kind == "sscd":
+            return match.similarity
+        if self.kind == "sscd_norm":
+            return match.normalised
         return product_score(match)
 
     def query(self, image: DecodedImage) -> list[tuple[int, float]]:
@@ -162,14 +169,26 @@ def build(settings: Settings) -> list:
     """
     no_clip = settings.model_copy(update={"clip": settings.clip.model_copy(
         update={"enabled": False})})
-    only_hash = no_clip.model_copy(update={"local": no_clip.local.model_copy(
-        update={"enabled": False})})
-    only_local = no_clip.model_copy(update={"hash": no_clip.hash.model_copy(
-        update={"enabled": False})})
-    full = EngineDetector("product (hash+local)", "product", Engine(no_clip))
+    off = {"enabled": False}
+    no_sscd = no_clip.model_copy(update={"descriptor": no_clip.descriptor.model_copy(
+        update=off)})
+    only_hash = no_sscd.model_copy(update={"local": no_clip.local.model_copy(update=off)})
+    only_local = no_sscd.model_copy(update={"hash": no_clip.hash.model_copy(update=off)})
+    only_sscd = no_clip.model_copy(update={"hash": no_clip.hash.model_copy(update=off),
+                                           "local": no_clip.local.model_copy(update=off)})
+    full = EngineDetector(PRODUCT, "product", Engine(no_clip))
     hash_only = EngineDetector("product hash stage", "hash", Engine(only_hash))
     local_only = EngineDetector("product local stage", "local", Engine(only_local))
-    return [PhashBrute(), PdqDihedral(), hash_only, local_only, full]
+    out = [PhashBrute(), PdqDihedral(), hash_only, local_only, full]
+    if no_clip.descriptor.enabled:
+        sscd = Engine(only_sscd)
+        out += [EngineDetector("sscd raw cosine", "sscd", sscd),
+                EngineDetector("sscd normalised", "sscd_norm", sscd)]
+    return out
+
+
+PRODUCT = "product (all stages)"
+"""Name of the product's detector: hash, descriptor and local stages, calibrated."""
 
 
 def add_gallery(detectors: list, gallery_id: int, image: DecodedImage) -> None:
@@ -181,5 +200,6 @@ def add_gallery(detectors: list, gallery_id: int, image: DecodedImage) -> None:
             if det is not full:
                 det.engine.hash_index = full.engine.hash_index
                 det.engine.local_index = full.engine.local_index
+                det.engine.descriptor_index = full.engine.descriptor_index
         else:
             det.add(gallery_id, fresh(image))

@@ -3,10 +3,12 @@
 Families follow the transformation groups of the Image Similarity Challenge
 2021 (Douze et al., 2021) as produced by AugLy (``augly.image``, the library
 used to build DISC21): mild photometric edits, crops, pads, rotations and
-flips, overlays, memes, screenshots, photo-editor filters and chains of them.
-Every call is seeded: ``apply(im, family, seed)`` is a pure function of its
-arguments. All assets (fonts, emoji, screenshot templates) ship inside the
-augly package, so nothing is downloaded.
+flips, overlays, memes, screenshots, photo-editor filters and chains of them, plus
+``heavy``: one strong photo-editor filter that keeps the picture but destroys its
+gradients (edge detection, emboss, invert, posterise, pixelate, oil paint, kaleidoscope,
+polar coordinates, spherize, waves; :mod:`bench.edits_heavy`). Every call is seeded:
+``apply(im, family, seed)`` is a pure function of its arguments. All assets (fonts,
+emoji, screenshot templates) ship inside the augly package, so nothing is downloaded.
 
 AugLy 1.0.0 predates Pillow 10 and numpy 2; :func:`_patch_augly` restores the
 three symbols it needs (``np.float``, ``FreeTypeFont.getsize`` and
@@ -23,6 +25,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 FAMILIES: tuple[str, ...] = (
     "mild", "crop", "pad", "rotate", "overlay", "meme", "screenshot", "filter", "combo",
+    "heavy",
 )
 """Edit families accepted by :func:`apply`."""
 
@@ -218,19 +221,44 @@ def _filter(im: Image.Image, rng: random.Random) -> Image.Image:
     return im
 
 
+def _heavy(im: Image.Image, rng: random.Random) -> Image.Image:
+    """One heavy photo-editor filter, as in the GIMP / Photoshop filter menus: edge detect
+    (Sobel, Prewitt, Roberts, Laplacian, difference of Gaussians, neon glow), emboss,
+    invert, posterise (1-2 bits), pixelate (8-16 px), oil paint, cubism, kaleidoscope,
+    polar coordinates, spherize or waves. See :mod:`bench.edits_heavy` for the ranges."""
+    from bench import edits_heavy
+
+    return edits_heavy.heavy(im, rng)
+
+
 _SINGLE = {
     "mild": _mild, "crop": _crop, "pad": _pad, "rotate": _rotate, "overlay": _overlay,
-    "meme": _meme, "screenshot": _screenshot, "filter": _filter,
+    "meme": _meme, "screenshot": _screenshot, "filter": _filter, "heavy": _heavy,
 }
+
+_COMBO_FAMILIES = ("crop", "filter", "meme", "mild", "overlay", "pad", "rotate", "screenshot")
+"""What ``combo`` chains: the original eight families, sorted, so existing combo seeds
+give the same images; ``heavy`` stays out."""
 
 
 def _combo(im: Image.Image, rng: random.Random) -> Image.Image:
     """2-3 distinct other families chained (mild, if drawn, goes last, as a re-upload would)."""
-    names = rng.sample(sorted(_SINGLE), rng.randint(2, 3))
+    names = rng.sample(_COMBO_FAMILIES, rng.randint(2, 3))
     names.sort(key=lambda n: n == "mild")
     for name in names:
         im = _SINGLE[name](im, rng)
     return im
+
+
+def _rng(family: str, seed: int) -> random.Random:
+    return random.Random(f"{family}:{seed}")
+
+
+def heavy_op_name(seed: int) -> str:
+    """The operation ``apply(image, "heavy", seed)`` uses (a key of ``edits_heavy.OPS``)."""
+    from bench import edits_heavy
+
+    return edits_heavy.pick(_rng("heavy", seed))
 
 
 def apply(image: Image.Image, family: str, seed: int) -> Image.Image:
@@ -241,6 +269,6 @@ def apply(image: Image.Image, family: str, seed: int) -> Image.Image:
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown edit family {family!r}; expected one of {FAMILIES}")
-    rng = random.Random(f"{family}:{seed}")
+    rng = _rng(family, seed)
     fn = _combo if family == "combo" else _SINGLE[family]
     return fn(image.convert("RGB"), rng).convert("RGB")

@@ -65,6 +65,8 @@ def _hits(m) -> list[dict]:
     """Every hit of one match, as the evidence :mod:`bench.calibrate` refits the score on."""
     return [{"stage": h.stage, "score": round(h.score, 6), "distance": h.distance,
              "cosine": h.cosine, "inliers": h.inliers, "agreement": h.agreement,
+             "similarity": h.similarity, "normalised": h.normalised,
+             "structure": h.structure,
              "region": h.region is not None} for h in m.hits]
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 Box = tuple[int, int, int, int]
-"""``(x0, y0, x1, y1)`` in pixels of the *original* candidate image, x1/y1 exclusive."""
+"""``(x0, y0, x1, y1)`` in pixels of the *original* candidate image, x1/y1 exclusive
+(``target_region``: of the original protected image)."""
 
 Quad = tuple[tuple[float, float], ...]
 """Four ``(x, y)`` corners of the gallery image projected onto the candidate (pixels)."""
@@ -27,7 +28,7 @@ class Hit:
     """One stage's evidence that a candidate matches one gallery image.
 
     Attributes:
-        stage: ``"hash"``, ``"clip"`` or ``"local"``.
+        stage: ``"hash"``, ``"descriptor"``, ``"clip"`` or ``"local"``.
         gallery_id: primary key of the protected image.
         score: this stage's own score in [0, 1] (see each stage's ``score``); the
             match's confidence combines all hits (:mod:`monitor.matching.confidence`).
@@ -35,7 +36,8 @@ class Hit:
         cosine: cosine similarity in [-1, 1] (clip stage), else None.
         inliers: RANSAC homography inliers (local stage; None for a crop placement),
             else None.
-        region: matched area on the candidate (local stage), else None.
+        region: matched area on the candidate (local stage; the view a descriptor or
+            sub-image pHash hit came from), else None.
         quad: projected gallery corners on the candidate (local stage), else None.
         mirrored: the match was found against the mirrored gallery image.
         agreement: dense check (``monitor.matching.stages.local_dense``), the fraction in
@@ -43,6 +45,18 @@ class Hit:
             the homography (local stage), placed as a crop (local stage, ``inliers``
             None: ``monitor.matching.stages.local_crop``) or stretched onto the gallery image as
             the pHash matched it (hash stage, when the local stage runs); else None.
+        similarity: SSCD cosine similarity in [-1, 1] (descriptor stage), else None.
+        normalised: that similarity minus the candidate's similarity to its k-th nearest
+            background image (descriptor stage, :mod:`monitor.matching.background`); equal
+            to ``similarity`` when no background set is configured; else None.
+        structure: structure agreement in [0, 1] of a descriptor hit
+            (:mod:`monitor.matching.stages.structure`), else None.
+        query_overlap: share in [0, 1] of the candidate's area that is the copy
+            (:mod:`monitor.matching.overlap`), None when not measured.
+        target_overlap: share in [0, 1] of the protected image's area that was copied,
+            None when not measured.
+        target_region: that copied part as a box ``(x0, y0, x1, y1)`` in pixels of the
+            *protected* image's original, None when unknown.
     """
 
     stage: str
@@ -55,6 +69,12 @@ class Hit:
     quad: Quad | None = None
     mirrored: bool = False
     agreement: float | None = None
+    similarity: float | None = None
+    normalised: float | None = None
+    structure: float | None = None
+    query_overlap: float | None = None
+    target_overlap: float | None = None
+    target_region: Box | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,18 @@ class Match:
         return h.inliers if h else None
 
     @property
+    def similarity(self) -> float | None:
+        """Raw SSCD cosine similarity from the descriptor stage, if any."""
+        h = self.evidence("descriptor")
+        return h.similarity if h else None
+
+    @property
+    def normalised(self) -> float | None:
+        """Score-normalised SSCD similarity from the descriptor stage, if any."""
+        h = self.evidence("descriptor")
+        return h.normalised if h else None
+
+    @property
     def agreement(self) -> float | None:
         """The highest dense agreement among the hits (see :class:`Hit`), if any."""
         found = [h.agreement for h in self.hits if h.agreement is not None]
@@ -120,6 +152,41 @@ class Match:
         """Projected gallery quadrilateral on the candidate, if any."""
         h = self.evidence("local")
         return h.quad if h else None
+
+    def _overlap_hit(self) -> Hit | None:
+        """The hit the overlap is read from: the one :attr:`region` comes from (the local
+        stage's, else the first with a region), else a whole-image pHash hit."""
+        h = self.evidence("local")
+        if h is not None and h.region is not None:
+            return h
+        return (next((x for x in self.hits if x.region is not None), None)
+                or next((x for x in self.hits if x.stage == "hash"), None))
+
+    @property
+    def query_overlap(self) -> float | None:
+        """Share in [0, 1] of the candidate that is the copy (:mod:`monitor.matching.overlap`):
+        the local stage's, else that of the hit the region comes from; 1.0 for a
+        whole-image pHash hit; None when unknown."""
+        h = self._overlap_hit()
+        if h is None or h.query_overlap is not None:
+            return h.query_overlap if h else None
+        return 1.0 if h.stage == "hash" and h.region is None else None
+
+    @property
+    def target_overlap(self) -> float | None:
+        """Share in [0, 1] of the protected image that was copied, from the same hit as
+        :attr:`query_overlap`; 1.0 for a whole-image pHash hit; None when unknown."""
+        h = self._overlap_hit()
+        if h is None or h.target_overlap is not None:
+            return h.target_overlap if h else None
+        return 1.0 if h.stage == "hash" and h.region is None else None
+
+    @property
+    def target_region(self) -> Box | None:
+        """The copied part of the protected image, ``(x0, y0, x1, y1)`` in its original
+        pixels, from the same hit as :attr:`query_overlap`; None when unknown."""
+        h = self._overlap_hit()
+        return h.target_region if h else None
 
 
 @dataclass(frozen=True)

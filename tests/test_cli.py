@@ -16,7 +16,8 @@ from monitor.cli import app
 from monitor.store.models import Candidate, Scan, Violation
 
 MATCH_KEYS = {"gallery_id", "gallery_path", "collection", "stage", "score", "distance", "cosine",
-              "inliers", "region", "verdict", "rule"}
+              "inliers", "region", "query_overlap", "target_overlap", "target_region", "verdict",
+              "rule"}
 runner = CliRunner()
 
 
@@ -162,3 +163,16 @@ def test_exit_status_tells_cron_what_was_found(deploy: Path, scene) -> None:
     run("check", "candidates/crop.jpg", "candidates/empty.jpg", "--fail-on", "violation",
         code=3)  # an input error outranks what was found
     run("check", "candidates/crop.jpg", "--fail-on", "bogus", code=2)
+
+
+def test_check_warns_when_nothing_is_protected(deploy: Path, others) -> None:
+    """An empty gallery (or an unknown collection) makes every candidate clean: say so."""
+    name, im = next(iter(others.items()))
+    im.save(deploy / "photo.jpg")
+    res = run("check", "photo.jpg")
+    assert "no protected image" in res.output and "monitor gallery add" in res.output
+    im.save(deploy / "g.png")
+    run("gallery", "add", "g.png", "--collection", "mine")
+    assert "no protected image" not in run("check", "photo.jpg").output
+    other = runner.invoke(app, ["check", "photo.jpg", "--collection", "other"])
+    assert "collection 'other' holds no protected image" in other.output

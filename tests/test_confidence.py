@@ -43,8 +43,8 @@ def test_confidence_never_falls_as_evidence_grows() -> None:
     by_agreement = [c([_hash(8, a / 20), _local(None, a / 20)]) for a in range(21)]
     for seq in (by_bits, by_inliers, by_agreement):
         assert all(b >= a for a, b in zip(seq, seq[1:], strict=False))
-    assert all(w >= 0 for f, w in zip(confidence.FEATURES, confidence.COEFFICIENTS, strict=True)
-               if f != "hash_region")
+    assert all(w >= 0 for f, w in zip(confidence.FEATURES, confidence.model().coefficients,
+                                      strict=True) if f != "hash_region")
     assert c([]) < 0.05 < 0.95 < c([_hash(0, 1.0), _local(60, 1.0)])
 
 
@@ -97,3 +97,37 @@ def test_calibrate_fits_an_evidence_file(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert "kept" in text and text.count(calibrate.START) == 1
     assert "| confidence (this fit) | `ev.jsonl` (fit) | 1.000 |" in text
+
+
+def test_calibrate_writes_a_model_file_the_product_loads(tmp_path: Path) -> None:
+    """``--write`` gives a data file with features, coefficients (none negative but
+    ``hash_region``), the operating point and per-split figures, which ``model`` loads."""
+    lines = []
+    for i in range(30):
+        copy = {"stage": "descriptor", "score": 0.5, "distance": None, "cosine": None,
+                "inliers": None, "agreement": None, "similarity": 0.5 + i / 100,
+                "normalised": 0.2 + i / 200, "region": False}
+        junk = {"stage": "descriptor", "score": 0.1, "distance": None, "cosine": None,
+                "inliers": None, "agreement": None, "similarity": 0.3 + i / 200,
+                "normalised": -0.1 + i / 400, "region": False}
+        lines.append({"path": f"p{i}", "family": "heavy", "truth": i,
+                      "matches": [{"gid": i, "hits": [copy]}]})
+        lines.append({"path": f"d{i}", "family": "heavy", "truth": -1,
+                      "matches": [{"gid": i, "hits": [junk]}]})
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    target = tmp_path / "confidence.json"
+    assert calibrate.main(["--fit", str(ev), "--out", str(tmp_path / "R.md"),
+                           "--write", str(target)]) == 0
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["features"] == list(confidence.FEATURES)
+    assert data["splits"]["ev.jsonl"]["swept_recall"] == 1.0
+    assert 0.0 < data["min_confidence"] < 1.0
+    loaded = confidence.model(target)
+    assert loaded.coefficients[confidence.FEATURES.index("sscd_normalised")] > 0
+    assert all(w >= 0 for f, w in zip(confidence.FEATURES, loaded.coefficients, strict=True)
+               if f != "hash_region")
+    bad = tmp_path / "old.json"
+    bad.write_text(json.dumps({**data, "features": ["hash_near"]}), encoding="utf-8")
+    with pytest.raises(ValueError, match="refit"):
+        confidence.model(bad)

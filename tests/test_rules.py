@@ -114,3 +114,65 @@ def test_one_confidence_threshold(tmp_path: Path) -> None:
     hit = Hit("local", 1, 0.5, inliers=7, agreement=0.9)
     assert rs.judge(Match(1, "local", 0.96, (hit,)), "a", "x.jpg").rule == "sure"
     assert rs.judge(Match(1, "local", 0.94, (hit,)), "a", "x.jpg") is None
+
+
+def _overlapping(query: float | None, target: float | None, inliers: int = 40,
+                 distance: int | None = None) -> Match:
+    """A match whose local hit (``inliers``) measured the overlap both ways."""
+    hits = [Hit("local", 1, 0.9, inliers=inliers, region=(0, 0, 10, 10), query_overlap=query,
+                target_overlap=target)]
+    if distance is not None:
+        hits.append(Hit("hash", 1, 0.8, distance=distance))
+    return Match(1, "local", 0.9, tuple(hits))
+
+
+def test_overlap_constrains_the_evidence(tmp_path: Path) -> None:
+    """A shared background matches a small part of the protected image: the violation rule
+    asks for half of it, so such a match falls through to the review rule."""
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nlocal_min_inliers=10\nmin_target_overlap=0.5\n'
+        '[[rule.corroborated]]\nhash_max_distance=10\nlocal_min_inliers=6\n'
+        '[[rule]]\nname="partial"\nverdict="review"\nlocal_min_inliers=10\n'
+        'min_query_overlap=0.05\n')
+    rs = RuleSet(load_rules(tmp_path))
+    assert rs.judge(_overlapping(0.3, 0.8), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_overlapping(0.3, 0.5), "a", "x.jpg").rule == "copy"
+    small = rs.judge(_overlapping(0.3, 0.2), "a", "x.jpg")
+    assert small.rule == "partial" and small.verdict == Verdict.REVIEW
+    # the constraint is ANDed with the evidence, it is none itself
+    assert rs.judge(_overlapping(0.9, 1.0, inliers=8), "a", "x.jpg") is None
+    # ... and with a corroborated table's (7 inliers and a pHash 8 bits off)
+    assert rs.judge(_overlapping(0.9, 1.0, inliers=7, distance=8), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_overlapping(0.9, 0.2, inliers=7, distance=8), "a", "x.jpg") is None
+    # an unknown overlap meets no constraint; a tiny share of the found image neither
+    assert rs.judge(_overlapping(None, None), "a", "x.jpg") is None
+    assert rs.judge(_overlapping(0.01, 0.2), "a", "x.jpg") is None
+
+
+def test_overlap_in_a_corroborated_table(tmp_path: Path) -> None:
+    (tmp_path / "r.toml").write_text(
+        '[[rule]]\nname="copy"\nlocal_min_inliers=30\n'
+        '[[rule.corroborated]]\nhash_max_distance=10\nlocal_min_inliers=6\n'
+        'min_query_overlap=0.5\n')
+    rs = RuleSet(load_rules(tmp_path))
+    assert rs.judge(_overlapping(0.6, 0.1, inliers=7, distance=8), "a", "x.jpg").rule == "copy"
+    assert rs.judge(_overlapping(0.4, 1.0, inliers=7, distance=8), "a", "x.jpg") is None
+    # the table's constraint does not narrow the rule's own thresholds
+    assert rs.judge(_overlapping(0.1, 0.1, inliers=40), "a", "x.jpg").rule == "copy"
+
+
+@pytest.mark.parametrize("text, where", [
+    ('[[rule]]\nname="x"\nmin_target_overlap=0.5\n', r"rule\[0\]: .*at least one threshold"),
+    ('[[rule]]\nname="x"\nmin_query_overlap=0.2\nallow_domains=["a.example"]\n',
+     r"rule\[0\]: .*at least one threshold"),
+    ('[[rule]]\nname="x"\n[[rule.corroborated]]\nhash_max_distance=9\nmin_target_overlap=0.5\n',
+     r"rule\[0\]\.corroborated\[0\]: .*at least two kinds"),
+    ('[[rule]]\nname="x"\nmin_confidence=0.5\nmin_target_overlap=1.5\n',
+     r"rule\[0\]\.min_target_overlap"),
+])
+def test_overlap_alone_is_refused(tmp_path: Path, text: str, where: str) -> None:
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RuleError, match=where):
+        load_rules(tmp_path)
+    rules = load_rules(DEFAULTS)  # the shipped rules carry no overlap constraint
+    assert all(r.min_query_overlap is None and r.min_target_overlap is None for r in rules)

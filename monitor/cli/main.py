@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+import monitor.cli.background as cli_background
 import monitor.cli.gallery as cli_gallery
 import monitor.cli.serve as cli_serve
 import monitor.cli.sign as cli_sign
@@ -54,6 +55,18 @@ def exit_status(results: list, fail_on: list[FailOn] | None) -> int:
     return EXIT_FOUND if any(r.verdict.value in wanted for r in results) else 0
 
 
+def warn_empty(ws, collection: str | None) -> None:
+    """Say so when nothing is protected (in ``collection``): every candidate would come
+    back clean, which must not pass for a clean result."""
+    from monitor.services.gallery import list_gallery
+
+    if list_gallery(ws, collection):
+        return
+    where = f"collection {collection!r} holds" if collection else "the gallery holds"
+    err.print(f"[yellow]warning[/] {where} no protected image: every candidate will be "
+              "clean. Add images first: monitor gallery add PATH")
+
+
 @app.callback()
 def main(config: Annotated[Path | None, typer.Option(
         help="config.toml to use (default: $MONITOR_CONFIG or ./config.toml).")] = None) -> None:
@@ -65,6 +78,7 @@ cli_gallery.register(app, workspace, guarded)
 cli_violations.register(app, workspace, guarded)
 cli_serve.register(app, workspace, guarded)
 cli_sign.register(app, workspace, guarded)
+cli_background.register(app, workspace, guarded)
 
 
 @app.command()
@@ -102,6 +116,7 @@ def check(
 
     ws = workspace()
     view.warn_unavailable(err, ws)
+    warn_empty(ws, collection)
     info = ws.gallery_info()
     with view.progress(err, "checking", enabled=format == Format.table) as tick:
         results = []
@@ -132,6 +147,7 @@ def scan(
     """
     ws = workspace()
     view.warn_unavailable(err, ws)
+    warn_empty(ws, collection)
     configured = ws.settings.source(source)
     with view.progress(err, f"scanning {source}", enabled=True) as tick:
         if configured is not None:

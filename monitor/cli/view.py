@@ -83,6 +83,10 @@ def _evidence(m) -> str:
         parts.append(f"dense agreement {m.agreement:.0%}")
     if m.region:
         parts.append("region " + ",".join(map(str, m.region)))
+    if m.query_overlap is not None:
+        parts.append(f"the copy fills {m.query_overlap:.0%} of the found image")
+    if m.target_overlap is not None:
+        parts.append(f"reproduces {m.target_overlap:.0%} of the protected image")
     return "; ".join(parts)
 
 

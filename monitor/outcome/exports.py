@@ -3,7 +3,10 @@
 One row per violation, the same rows (same query, same order) as the HTML
 report for the same filters. Timestamps are ISO 8601 in UTC; ``region`` is
 [x0, y0, x1, y1] and ``quad`` four [x, y] corners, in pixels of the found image;
-``distance`` is the pHash Hamming distance in bits of 64. In CSV, structured
+``target_region`` [x0, y0, x1, y1] the copied part of the protected image, in its pixels;
+``query_overlap`` and ``target_overlap`` the shares in [0, 1] of the found image that is
+the copy and of the protected image that was copied; ``distance`` is the pHash Hamming
+distance in bits of 64. In CSV, structured
 values (region, quad, headers, meta) are JSON text and missing values are empty.
 """
 
@@ -23,7 +26,8 @@ COLUMNS = (
     "protected_height", "candidate_id", "scan_id", "source", "page_url", "host",
     "candidate_sha256", "candidate_width", "candidate_height", "http_status", "headers",
     "first_seen", "last_seen", "evidence_path", "evidence_file", "stage", "score", "distance",
-    "cosine", "inliers", "agreement", "mirrored", "region", "quad", "meta",
+    "cosine", "inliers", "agreement", "mirrored", "region", "quad", "query_overlap",
+    "target_overlap", "target_region", "meta",
 )
 """Columns of every export, in order."""
 
@@ -51,7 +55,9 @@ def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
         "stage": item.stage, "score": item.score, "distance": item.distance,
         "cosine": item.cosine, "inliers": item.inliers, "agreement": item.agreement,
         "mirrored": item.mirrored,
-        "region": item.region, "quad": item.quad, "meta": item.meta,
+        "region": item.region, "quad": item.quad, "query_overlap": item.query_overlap,
+        "target_overlap": item.target_overlap, "target_region": item.target_region,
+        "meta": item.meta,
     }
 
 

@@ -37,13 +37,20 @@ if TYPE_CHECKING:
 
 __all__ = ["SEVERITY_RANK", "ReportItem", "as_utc", "get_item", "query_items", "query_scans"]
 
+WHOLE = 0.98
+"""An overlap share from which the legends say "the whole" (measured shares of untouched
+copies are 0.998-1.0: the fitted homography's corners land within a pixel or two)."""
+
 
 @dataclass(frozen=True)
 class ReportItem:
     """One violation or review item with its match evidence, candidate and protected image.
 
     Coordinates (``region``, ``quad``) are pixels of the *original* candidate
-    image; ``http_status`` and ``headers`` are those of the fetch that produced
+    image, ``target_region`` of the original protected image; ``query_overlap`` and
+    ``target_overlap`` are the shares in [0, 1] of the found image that is the copy and
+    of the protected image that was copied (:class:`~monitor.types.Match`; None when
+    unknown); ``http_status`` and ``headers`` are those of the fetch that produced
     the candidate bytes (None for files and uploads); ``evidence_path`` is the
     archived copy of those bytes, relative to the data folder.
     """
@@ -83,6 +90,9 @@ class ReportItem:
     region: list[int] | None
     quad: list[list[float]] | None
     mirrored: bool
+    query_overlap: float | None = None
+    target_overlap: float | None = None
+    target_region: list[int] | None = None
 
     @property
     def host(self) -> str | None:
@@ -111,7 +121,39 @@ class ReportItem:
         if self.region:
             x0, y0, x1, y1 = self.region
             lines.append(f"matched region x {x0}–{x1}, y {y0}–{y1} px on the found image")
+        if self.overlap_words:
+            lines.append(self.overlap_words)
+        if self.target_region:
+            x0, y0, x1, y1 = self.target_region
+            lines.append(f"copied part x {x0}–{x1}, y {y0}–{y1} px of the protected image")
         return lines
+
+    @property
+    def overlap_words(self) -> str | None:
+        """The overlap both ways in words ("the copy fills 35% of the found image and
+        reproduces 80% of the protected image"), or None when neither is known."""
+        q, t = self.query_overlap, self.target_overlap
+        parts = ([f"fills {q:.0%} of the found image"] if q is not None else []) + \
+            ([f"reproduces {t:.0%} of the protected image"] if t is not None else [])
+        return "the copy " + " and ".join(parts) if parts else None
+
+    @property
+    def found_legend(self) -> str | None:
+        """What the outline on the found image shows, or None when nothing is drawn."""
+        if not (self.quad or self.region):
+            return None
+        if self.query_overlap is not None and self.query_overlap >= WHOLE:
+            return "outline: the whole found image is the copy"
+        return "outline: where the protected image was found"
+
+    @property
+    def protected_legend(self) -> str | None:
+        """What the outline on the protected image shows, or None when nothing is drawn."""
+        if not self.target_region:
+            return None
+        if self.target_overlap is not None and self.target_overlap >= WHOLE:
+            return "outline: all of the protected image was copied"
+        return "outline: the part of the protected image that was copied"
 
 
 def query_items(session: Session, *, scan_id: int | None = None, collection: str | None = None,
@@ -183,4 +225,5 @@ def _item(v: Violation, m: MatchRow, c: Candidate, p: ProtectedImage,
         meta=meta if isinstance(meta, dict) else {}, stage=m.stage, score=m.score,
         distance=m.distance, cosine=m.cosine, inliers=m.inliers, agreement=m.agreement,
         region=_json(m.region_json),
-        quad=_json(m.quad_json), mirrored=m.mirrored)
+        quad=_json(m.quad_json), mirrored=m.mirrored, query_overlap=m.query_overlap,
+        target_overlap=m.target_overlap, target_region=_json(m.target_region_json))

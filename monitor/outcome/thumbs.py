@@ -1,4 +1,5 @@
-"""Thumbnails of the protected and the found image, with the matched area drawn in pixels.
+"""Thumbnails of the protected and the found image, with the matched area drawn in pixels:
+where the copy is on the found image, and which part of the protected image it copies.
 
 The outline is drawn into the pixels (not an overlay) so it survives printing,
 e-mail clients and copies of the file. A missing or unreadable stored copy
@@ -22,7 +23,8 @@ from monitor.outcome.items import ReportItem
 from monitor.store import Store
 
 MARK_COLOUR = (255, 0, 255)
-"""Colour (RGB) of the matched-area outline drawn into the found image."""
+"""Colour (RGB) of the matched-area outline drawn into the found image, and of the copied
+part's outline drawn into the protected image."""
 HALO_COLOUR = (255, 255, 255)
 """Colour of the thin halo under the outline, so it reads on dark and magenta areas alike."""
 
@@ -148,7 +150,21 @@ class ThumbCache:
         return self._cache[key]
 
     def pair(self, item: ReportItem) -> tuple[Thumb, Thumb]:
-        """(protected, found) thumbnails of ``item``, the match drawn on the found one."""
-        return (self.thumb(item.stored_path, item.protected_sha256, "stored protected copy"),
+        """(protected, found) thumbnails of ``item``: the copied part of the protected image
+        (``target_region``) outlined on the first, where it was found on the second
+        (:func:`found_outline`)."""
+        return (self.thumb(item.stored_path, item.protected_sha256, "stored protected copy",
+                           region=item.target_region),
                 self.thumb(item.evidence_path, item.candidate_sha256, "evidence file",
-                           item.quad, item.region))
+                           *found_outline(item)))
+
+
+def found_outline(item: ReportItem) -> tuple[list | None, list | None]:
+    """``(quad, region)`` to draw on the found image: the projected quad, unless none of its
+    corners lies on the found image (a crop of the protected image: the quad runs around
+    it, off the picture), then the region, the part of the found image that is the copy."""
+    size = item.candidate_size
+    if item.quad and size and not any(-1 <= x <= size[0] + 1 and -1 <= y <= size[1] + 1
+                                      for x, y in item.quad):
+        return None, item.region
+    return item.quad, item.region

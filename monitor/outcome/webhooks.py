@@ -19,7 +19,12 @@ Body::
      "violation": {"id", "verdict", "rule", "severity", "status", "created_at"},
      "candidate": {"id", "source", "page_url", "sha256", "source_name"},
      "protected": {"id", "path", "collection", "sha256"},
-     "scores": {"stage", "score", "distance", "cosine", "inliers", "region"}}
+     "scores": {"stage", "score", "distance", "cosine", "inliers", "region",
+                "query_overlap", "target_overlap", "target_region"}}
+
+(``query_overlap``/``target_overlap``: shares in [0, 1] of the found image that is the
+copy and of the protected image that was copied; ``target_region`` that part,
+``[x0, y0, x1, y1]`` in the protected image's pixels; each null when unknown.)
 """
 
 from __future__ import annotations
@@ -90,7 +95,10 @@ def payload(ws: Store, violation_id: int) -> dict[str, Any] | None:
                       "sha256": p.sha256} if p else None,
         "scores": {"stage": m.stage, "score": m.score, "distance": m.distance,
                    "cosine": m.cosine, "inliers": m.inliers,
-                   "region": json.loads(m.region_json) if m.region_json else None}
+                   "region": json.loads(m.region_json) if m.region_json else None,
+                   "query_overlap": m.query_overlap, "target_overlap": m.target_overlap,
+                   "target_region": json.loads(m.target_region_json)
+                   if m.target_region_json else None}
         if m else None,
     }
 

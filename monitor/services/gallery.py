@@ -143,6 +143,8 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
     hasher = engine.hash or HashStage()
     vectors = engine.embed([d for _, d in batch])
     model = engine.clip.fingerprint if vectors is not None else None
+    described = engine.describe([d for _, d in batch])
+    sscd = engine.descriptor.fingerprint if described is not None else None
     out = []
     with ws.session() as s:
         coll = repo.find_collection(s, collection, create=True)
@@ -153,10 +155,13 @@ def _commit(ws: Workspace, batch: list[tuple[str, DecodedImage]], collection: st
                 stored_path=stored_name(d.sha256, d.format), sha256=d.sha256,
                 size_bytes=d.size_bytes, width=d.width, height=d.height, format=d.format,
                 meta_json=json.dumps(meta), phash=phash.tobytes().hex(),
-                clip_vector=None if vectors is None else vectors[i].tobytes(), clip_model=model)
+                clip_vector=None if vectors is None else vectors[i].tobytes(), clip_model=model,
+                descriptor_vector=None if described is None else described[i].tobytes(),
+                descriptor_model=sscd)
             repo.add_image(s, row)
             engine.add(GalleryEntry(row.id, phash, None if vectors is None else vectors[i],
-                                    lambda d=d: d), d)
+                                    lambda d=d: d,
+                                    None if described is None else described[i]), d)
             out.append(AddResult(path, "added", row.id, d.sha256,
                                  warning=hash_warning(phash)))
         s.commit()

@@ -29,7 +29,8 @@ DEFAULT_RULES = Path(__file__).resolve().parent.parent / "defaults" / "rules.tom
 """The packaged rules file, used when ``rules.dir`` holds none (``monitor init`` copies it)."""
 
 CLIP_BATCH = 32
-"""Gallery images embedded per CLIP call when vectors of the current model are missing."""
+"""Gallery images embedded per call when CLIP or SSCD vectors of the current model are
+missing (each batch is decoded, embedded and stored before the next)."""
 
 
 class Workspace(Store):
@@ -79,42 +80,53 @@ class Workspace(Store):
         """
         if self._engine is None:
             engine = Engine(self.settings)
-            entries = self._backfill_clip(engine, self.gallery_entries(engine))
+            entries = self._backfill(engine, self.gallery_entries(engine), "clip")
+            entries = self._backfill(engine, entries, "descriptor")
             if engine.load(self.index_dir, entries, progress):
                 engine.save(self.index_dir)
             self._engine = engine
         return self._engine
 
-    def _backfill_clip(self, engine: Engine, entries: list[GalleryEntry]) -> list[GalleryEntry]:
-        """Embed gallery images that lack a vector of the current CLIP model (batches of
-        :data:`CLIP_BATCH`), store the vectors and return ``entries`` with them filled
-        in (no second read of the table); ``entries`` itself when nothing was missing."""
-        missing = [i for i, e in enumerate(entries) if e.clip is None]
-        if not missing or not engine.clip_ready():
+    def _backfill(self, engine: Engine, entries: list[GalleryEntry],
+                  kind: str) -> list[GalleryEntry]:
+        """Embed gallery images that lack a vector of the current ``kind`` model (``clip``
+        or ``descriptor``; batches of :data:`CLIP_BATCH`), store the vectors and return
+        ``entries`` with them filled in (no second read of the table); ``entries`` itself
+        when nothing was missing or the stage cannot run."""
+        missing = [i for i, e in enumerate(entries) if getattr(e, kind) is None]
+        ready = engine.clip_ready if kind == "clip" else engine.descriptor_ready
+        if not missing or not ready():
             return entries
         entries = list(entries)
-        model = engine.clip.fingerprint
+        embed, store = ((engine.embed, gallery_repo.set_clip_vectors) if kind == "clip"
+                        else (engine.describe, gallery_repo.set_descriptor_vectors))
+        model = getattr(engine, kind).fingerprint
         for start in range(0, len(missing), CLIP_BATCH):
             batch = missing[start:start + CLIP_BATCH]
-            vectors = [v.tobytes() for v in engine.embed([entries[i].load() for i in batch])]
+            vectors = [v.tobytes() for v in embed([entries[i].load() for i in batch])]
             with self.session() as s:
-                gallery_repo.set_clip_vectors(
-                    s, [(entries[i].gallery_id, v) for i, v in zip(batch, vectors, strict=True)],
-                    model)
+                store(s, [(entries[i].gallery_id, v) for i, v in zip(batch, vectors, strict=True)],
+                      model)
                 s.commit()
             for i, v in zip(batch, vectors, strict=True):
-                entries[i] = replace(entries[i], clip=np.frombuffer(v, np.float32).copy())
+                entries[i] = replace(entries[i], **{kind: np.frombuffer(v, np.float32).copy()})
         return entries
 
     def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
         """One :class:`GalleryEntry` per live protected image (by id; archived images are
         not matched), CLIP vectors of the current model only; one read of the table,
         which also refreshes :meth:`gallery_info`'s cache (archived images included)."""
-        model = engine.clip.fingerprint if engine.clip else None
+        models = self._models(engine)
         with self.session() as s:
             rows = gallery_repo.list_images(s, archived=None)
         self._info = {p.id: (p.path, name, json.loads(p.meta_json)) for p, name in rows}
-        return [self._entry(r, model) for r, _ in rows if r.archived_at is None]
+        return [self._entry(r, models) for r, _ in rows if r.archived_at is None]
+
+    @staticmethod
+    def _models(engine: Engine) -> tuple[str | None, str | None]:
+        """Fingerprints of the engine's CLIP and descriptor models (None: stage off)."""
+        return (engine.clip.fingerprint if engine.clip else None,
+                engine.descriptor.fingerprint if engine.descriptor else None)
 
     def gallery_entry(self, row: ProtectedImage) -> GalleryEntry:
         """The :class:`GalleryEntry` of one protected image row for the loaded engine (its
@@ -123,16 +135,17 @@ class Workspace(Store):
         Raises:
             StageUnavailable: CLIP cannot load and ``clip.required`` is true.
         """
-        engine = self.engine()
-        return self._entry(row, engine.clip.fingerprint if engine.clip else None)
+        return self._entry(row, self._models(self.engine()))
 
-    def _entry(self, row: ProtectedImage, model: str | None) -> GalleryEntry:
-        clip = None
-        if row.clip_vector is not None and row.clip_model == model:
+    def _entry(self, row: ProtectedImage, models: tuple[str | None, str | None]) -> GalleryEntry:
+        clip = descriptor = None
+        if row.clip_vector is not None and row.clip_model == models[0]:
             clip = np.frombuffer(row.clip_vector, np.float32).copy()
+        if row.descriptor_vector is not None and row.descriptor_model == models[1]:
+            descriptor = np.frombuffer(row.descriptor_vector, np.float32).copy()
         path = self.data_dir / row.stored_path
         codes = np.frombuffer(bytes.fromhex(row.phash), np.uint8).reshape(-1, 8)
-        return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p))
+        return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p), descriptor)
 
     def load_stored(self, path: Path) -> DecodedImage:
         """Decode a stored gallery copy with the workspace limits.

@@ -172,8 +172,11 @@ def _match_row(row: MatchRow | None, candidate_id: int, o: RuleOutcome) -> Match
     row.stage, row.score = m.stage, m.score
     row.distance, row.cosine, row.inliers = m.distance, m.cosine, m.inliers
     row.agreement = m.agreement
+    row.similarity, row.normalised = m.similarity, m.normalised
     row.region_json = json.dumps(m.region) if m.region else None
     row.quad_json = json.dumps(m.quad) if m.quad else None
+    row.query_overlap, row.target_overlap = m.query_overlap, m.target_overlap
+    row.target_region_json = json.dumps(m.target_region) if m.target_region else None
     local = m.evidence("local")
     row.mirrored = bool(local and local.mirrored)
     return row

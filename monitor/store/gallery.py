@@ -128,6 +128,16 @@ def set_clip_vectors(session: Session, vectors: Iterable[tuple[int, bytes]], mod
         session.execute(update(ProtectedImage), params)
 
 
+def set_descriptor_vectors(session: Session, vectors: Iterable[tuple[int, bytes]],
+                           model: str) -> None:
+    """Store SSCD embeddings: ``(image id, float32 vector bytes)`` pairs, tagged ``model``
+    (the descriptor stage's fingerprint); one executemany UPDATE. The caller commits."""
+    params = [{"id": gid, "descriptor_vector": vec, "descriptor_model": model}
+              for gid, vec in vectors]
+    if params:
+        session.execute(update(ProtectedImage), params)
+
+
 def set_path(session: Session, image_id: int, path: str) -> None:
     """Change the recorded original path of image ``image_id`` (e.g. ``upload:name``)."""
     session.execute(update(ProtectedImage).where(ProtectedImage.id == image_id)

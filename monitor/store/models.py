@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """Alembic head revision this code was written against."""
 
 
@@ -32,7 +32,8 @@ class ProtectedImage(SQLModel, table=True):
     """A gallery (reference) image with its stored signals.
 
     ``phash`` holds the 8 dihedral 64-bit pHashes as 128 hex characters;
-    ``clip_vector`` a float32 embedding (bytes) tagged by ``clip_model``.
+    ``clip_vector`` a float32 embedding (bytes) tagged by ``clip_model``;
+    ``descriptor_vector`` the ``(512,) float32`` SSCD embedding tagged by ``descriptor_model``.
     ``stored_path`` is the content-addressed copy under the data folder, from
     which every other signal can be rebuilt.
     """
@@ -51,6 +52,9 @@ class ProtectedImage(SQLModel, table=True):
     phash: str
     clip_vector: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     clip_model: str | None = None
+    descriptor_vector: bytes | None = Field(default=None,
+                                            sa_column=Column(LargeBinary, nullable=True))
+    descriptor_model: str | None = None
     added_at: datetime = Field(default_factory=utcnow)
     archived_at: datetime | None = Field(default=None, index=True)
     archived_by: str | None = None
@@ -98,7 +102,13 @@ class Candidate(SQLModel, table=True):
 
 
 class MatchRow(SQLModel, table=True):
-    """Candidate × protected image with every stage's evidence."""
+    """Candidate × protected image with every stage's evidence.
+
+    ``similarity``/``normalised``: SSCD cosine, raw and score-normalised;
+    ``query_overlap``/``target_overlap``: share in [0, 1] of the candidate that is the copy
+    and of the protected image that was copied; ``target_region_json`` the copied part of
+    the protected image, ``[x0, y0, x1, y1]`` in its own pixels.
+    """
 
     __tablename__ = "match"
     __table_args__ = (UniqueConstraint("candidate_id", "protected_id"),)
@@ -111,6 +121,11 @@ class MatchRow(SQLModel, table=True):
     cosine: float | None = None
     inliers: int | None = None
     agreement: float | None = None
+    similarity: float | None = None
+    normalised: float | None = None
+    query_overlap: float | None = None
+    target_overlap: float | None = None
+    target_region_json: str | None = None
     region_json: str | None = None
     quad_json: str | None = None
     mirrored: bool = False

@@ -66,6 +66,12 @@ class LocalIndex:
         view = self._views.get(int(gallery_id))
         return [view] if view is not None else []
 
+    def original_size(self, gallery_id: int) -> tuple[int, int] | None:
+        """``(width, height)`` in pixels of gallery image ``gallery_id``'s original, or None
+        when unknown (not held, or a view built without it)."""
+        view = self._views.get(int(gallery_id))
+        return view.original if view is not None else None
+
     @property
     def descriptor_count(self) -> int:
         """Number of gallery descriptors in the index."""
@@ -134,6 +140,8 @@ class LocalIndex:
             counts=np.array([len(v) for v in views], np.int64),
             sizes=np.array([v.size for v in views], np.int64).reshape(-1, 2),
             scales=np.array([v.scale for v in views], np.float64),
+            offsets=np.array([v.offset for v in views], np.float64).reshape(-1, 2),
+            originals=np.array([v.original or (0, 0) for v in views], np.int64).reshape(-1, 2),
             keypoints=_cat([v.keypoints for v in views], (0, 2), np.float32),
             descriptors=_cat([v.descriptors for v in views], (0, dim), np.uint8),
             thumb_shapes=np.array([_shape(v.image) for v in views], np.int64).reshape(-1, 2),
@@ -148,9 +156,13 @@ class LocalIndex:
 
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> LocalIndex | None:
-        """The saved index, or None when missing, stale or unreadable (caller rebuilds)."""
+        """The saved index, or None when missing, stale or unreadable (caller rebuilds).
+
+        A file without the views' ``offsets`` and ``originals`` (saved before overlaps were
+        measured, :mod:`monitor.matching.overlap`) is stale too.
+        """
         a = load_arrays(path, fingerprint)
-        if a is None:
+        if a is None or not {"offsets", "originals"} <= set(a):
             return None
         index = cls()
         ends = np.cumsum(a["counts"])
@@ -159,9 +171,12 @@ class LocalIndex:
         for i, gid in enumerate(a["ids"]):
             lo, hi = int(ends[i] - a["counts"][i]), int(ends[i])
             w, h = (int(v) for v in a["sizes"][i])
+            ow, oh = (int(v) for v in a["originals"][i])
             index.add(int(gid), Features(a["keypoints"][lo:hi], a["descriptors"][lo:hi],
-                                         (w, h), float(a["scales"][i]), image=thumbs[i],
-                                         colour=colours[i]))
+                                         (w, h), float(a["scales"][i]),
+                                         offset=tuple(float(v) for v in a["offsets"][i]),
+                                         image=thumbs[i], colour=colours[i],
+                                         original=(ow, oh) if ow and oh else None))
         index._faiss, index._owner = _restore(a["faiss"], a["descriptors"].shape[1]), a["owner"]
         return index
 

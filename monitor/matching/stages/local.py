@@ -39,6 +39,7 @@ import numpy as np
 from monitor.config import LocalSettings
 from monitor.imaging.decode import DecodedImage
 from monitor.matching.index.local import LocalIndex
+from monitor.matching.overlap import covered, measure
 from monitor.matching.stages.local_crop import placement_hit, placement_supported
 from monitor.matching.stages.local_dense import (
     CROP_MIN_CELLS,
@@ -88,7 +89,8 @@ class LocalStage:
             thumb = thumbnail(gray)
             colour = colour_thumbnail(np.asarray(content.convert("RGB")),
                                       colour_size(thumb.shape))
-            return Features(pts, desc, size, scale, image=thumb, colour=colour)
+            return Features(pts, desc, size, scale, offset=offset, image=thumb, colour=colour,
+                            original=(image.width, image.height))
         colour = colour_thumbnail(np.asarray(content.convert("RGB")), size)
         if s.detector == "orb":
             flipped = np.ascontiguousarray(gray[:, ::-1])
@@ -138,7 +140,7 @@ class LocalStage:
         if geo.inliers < self.settings.min_inliers and not hue_consistent(
                 ref.colour, view.colour, geo.homography, ref.size):
             return None
-        return self._hit(geo, mirrored, query, gallery_id, original_size, agree)
+        return self._hit(geo, mirrored, query, ref, gallery_id, original_size, agree)
 
     def _geometry(self, view: Features, ref: Features, floor: int) -> Geometry | None:
         if len(view) < 4 or len(ref) < 4:
@@ -148,17 +150,19 @@ class LocalStage:
             return None
         return fit(ref.keypoints[ri], view.keypoints[qi], ref.size, view.size, ref.keypoints)
 
-    def _hit(self, geo: Geometry, mirrored: bool, query: Features, gallery_id: int,
-             original_size: tuple[int, int], agree: float | None) -> Hit:
+    def _hit(self, geo: Geometry, mirrored: bool, query: Features, ref: Features,
+             gallery_id: int, original_size: tuple[int, int], agree: float | None) -> Hit:
+        """The hit of a verified fit: quad, region and overlap both ways
+        (:func:`~monitor.matching.overlap.measure`) in original pixels."""
         quad = geo.quad.astype(np.float64)
         if mirrored:
             quad[:, 0] = query.size[0] - 1 - quad[:, 0]
         quad = quad * query.scale + np.asarray(query.offset)
-        region = box(quad, original_size)
+        overlap = measure(quad, ref.frame(), query.frame(), original_size, ref.original)
         return Hit(stage=self.name, gallery_id=int(gallery_id), score=self.score(geo.inliers),
-                   inliers=geo.inliers, region=region,
+                   inliers=geo.inliers, region=box(quad, original_size),
                    quad=tuple((float(x), float(y)) for x, y in quad), mirrored=mirrored,
-                   agreement=agree)
+                   agreement=agree, **overlap.fields())
 
     def score(self, inliers: int) -> float:
         """Map inliers to [0, 1]: ``1 - 2 ** (-inliers / min_inliers)``.
@@ -206,22 +210,26 @@ class LocalStage:
                     extra_ids: list[int] | None = None) -> list[Hit]:
         """Verified hits for a decoded candidate, best first (see :meth:`match`).
 
-        When the whole candidate gives no hit of ``min_inliers``, up to ``proposals``
-        rectangular sub-images (:func:`~monitor.matching.stages.local_regions.proposals`: a
-        copy pasted into a screenshot or page) are checked on their own, largest
-        first, until one does; regions and quads stay in the candidate's original
-        pixels.
+        Up to ``proposals`` rectangular sub-images
+        (:func:`~monitor.matching.stages.local_regions.proposals`: a copy pasted into a
+        screenshot, page or collage) are then checked on their own, largest first, each
+        unless half of it is already covered by a strong hit's region (a collage holds
+        several protected images; the whole candidate's keypoints may all go to one);
+        their strong hits join. Regions and quads stay in the candidate's original pixels.
         """
         size, strong = (image.width, image.height), self.settings.min_inliers
         hits = self.match(self.candidate_features(image), index, size, extra_ids)
-        if any((h.inliers or 0) >= strong for h in hits):
-            return hits
+        found = [h.region for h in hits if (h.inliers or 0) >= strong and h.region]
         for region in regions(image, self.settings.proposals):
+            if covered(region.box, found):
+                continue
             f = self.compute(region.image)
             f = replace(f, offset=(f.offset[0] + region.offset[0], f.offset[1] + region.offset[1]))
-            found = self.match(f, index, size, extra_ids)
-            if any((h.inliers or 0) >= strong for h in found):
-                return _best_per_image(found + hits)
+            more = [h for h in self.match(f, index, size, extra_ids)
+                    if (h.inliers or 0) >= strong]
+            if more:
+                hits = _best_per_image(more + hits)
+                found += [h.region for h in more if h.region]
         return hits
 
     def match(self, query: Features, index: LocalIndex, original_size: tuple[int, int],
@@ -297,3 +305,4 @@ def _best_per_image(hits: list[Hit]) -> list[Hit]:
         if old is None or ((h.inliers or 0), h.score) > ((old.inliers or 0), old.score):
             best[h.gallery_id] = h
     return sorted(best.values(), key=lambda h: (-h.score, -(h.inliers or 0), h.gallery_id))
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitor.matching.overlap import measure
 from monitor.matching.stages.local_dense import place_crop
 from monitor.matching.stages.local_features import Features
 from monitor.matching.stages.local_geometry import box, corners, project
@@ -46,16 +47,19 @@ def placement_hit(query: Features, ref: Features, gallery_id: int,
     crop of ``ref`` (a gallery view with its thumbnail) at an agreement of ``floor`` or
     more, keeping its hues (:mod:`~monitor.matching.stages.local_hue`), backed by
     :data:`MIN_SUPPORT` matches; region and quad in original candidate
-    pixels, ``inliers`` None, ``score`` half the agreement. Else None."""
+    pixels, ``inliers`` None, ``score`` half the agreement, the overlap both ways
+    (:func:`~monitor.matching.overlap.measure`: the candidate is the placed part of the
+    protected image). Else None."""
     if ref.image is None or query.image is None:
         return None
     placed = place_crop(ref.image, ref.size, query.image, colours=(ref.colour, query.colour))
     if placed is None or placed[0] < floor or support(query, ref, placed[1]) < MIN_SUPPORT:
         return None
     quad = project(placed[1], corners(ref.size)) * query.scale + np.asarray(query.offset)
+    overlap = measure(quad, ref.frame(), query.frame(), original_size, ref.original)
     return Hit(stage="local", gallery_id=int(gallery_id), score=0.5 * placed[0],
                agreement=placed[0], region=box(quad, original_size),
-               quad=tuple((float(x), float(y)) for x, y in quad))
+               quad=tuple((float(x), float(y)) for x, y in quad), **overlap.fields())
 
 
 PLENTY = 100

@@ -60,6 +60,8 @@ class Features:
             for candidates, a small thumbnail of it for gallery views (see local_dense).
         colour: ``(h, w, 3) uint8`` RGB the size of ``image`` (hue check,
             :mod:`~monitor.matching.stages.local_hue`), or None.
+        original: ``(width, height)`` of the whole original image in pixels (gallery
+            views: the protected image's size, for :mod:`monitor.matching.overlap`), or None.
     """
 
     keypoints: np.ndarray
@@ -70,9 +72,17 @@ class Features:
     offset: tuple[float, float] = (0.0, 0.0)
     image: np.ndarray | None = None
     colour: np.ndarray | None = None
+    original: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
+
+    def frame(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` of the feature image in original pixels: ``offset`` to
+        ``offset + size * scale`` (the trimmed content, or the region proposal it was
+        computed on)."""
+        ox, oy = self.offset
+        return ox, oy, ox + self.size[0] * self.scale, oy + self.size[1] * self.scale
 
 
 def feature_gray(gray: np.ndarray, side: int) -> np.ndarray:

