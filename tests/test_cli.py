@@ -16,8 +16,8 @@ from monitor.cli import app
 from monitor.store.models import Candidate, Scan, Violation
 
 MATCH_KEYS = {"gallery_id", "gallery_path", "collection", "stage", "score", "distance", "cosine",
-              "inliers", "region", "query_overlap", "target_overlap", "target_region", "verdict",
-              "rule"}
+              "similarity", "normalised", "inliers", "region", "query_overlap",
+              "target_overlap", "target_region", "verdict", "rule"}
 runner = CliRunner()
 
 
@@ -104,6 +104,10 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
     run("gallery", "add", "gallery", "--collection", "portfolio")
     doctor = run("doctor").output
     assert re.search(r"stage clip\s+.*unavailable", doctor) and "stage local" in doctor
+    assert re.search(r"gallery\s+.*ok\s+.*portfolio: 7 image", doctor), doctor
+    flat = re.sub(r"[│\s]+", " ", doctor)  # the table wraps long details
+    assert "config defaults not found: defaults in use" in flat, flat
+    assert re.search(r"stage descriptor\s+.*available\s+.*SSCD sscd_distilled", doctor)
     bad = run("search", "--text", "a red rocket", code=2)
     assert "clip" in bad.output and "unavailable" in bad.output
     dupes = run("dupes", "portfolio").stdout

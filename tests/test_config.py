@@ -79,3 +79,16 @@ def test_sources_and_secret_file(deploy: Path, monkeypatch: pytest.MonkeyPatch) 
     (deploy / "config.toml").write_text('[[sources]]\nname = "x"\nkind = "ftp"\n')
     with pytest.raises(ConfigError, match=r"sources\.0\.kind"):
         load_settings()
+
+
+def test_misspelt_key_gets_a_did_you_mean(deploy: Path) -> None:
+    (deploy / "config.toml").write_text("[hash]\nmax_distanse = 3\n[descriptor]\ntopk = 3\n",
+                                        encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "did you mean hash.max_distance?" in text
+    assert "did you mean descriptor.top_k?" in text
+    (deploy / "config.toml").write_text("[hash]\nzzzz = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="known keys here: enabled, max_distance"):
+        load_settings()

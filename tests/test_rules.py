@@ -176,3 +176,15 @@ def test_overlap_alone_is_refused(tmp_path: Path, text: str, where: str) -> None
         load_rules(tmp_path)
     rules = load_rules(DEFAULTS)  # the shipped rules carry no overlap constraint
     assert all(r.min_query_overlap is None and r.min_target_overlap is None for r in rules)
+
+
+def test_rule_with_nothing_to_decide_is_refused(tmp_path: Path) -> None:
+    """A rule with no threshold, corroboration or allow-list could never apply: refused
+    with the file named, instead of silently never flagging."""
+    (tmp_path / "a.toml").write_text('[[rule]]\nname = "empty"\nverdict = "violation"\n',
+                                     encoding="utf-8")
+    with pytest.raises(RuleError, match="sets no threshold"):
+        load_rules(tmp_path)
+    (tmp_path / "a.toml").write_text('[[rule]]\nname = "partner"\n'
+                                     'allow_domains = ["partner.example"]\n', encoding="utf-8")
+    assert load_rules(tmp_path)[0].is_allow_list()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +36,13 @@ def progress(console: Console, label: str, enabled: bool) -> Iterator[Callable[[
 
 
 def warn_unavailable(console: Console, ws: Workspace) -> None:
-    """Print one line per enabled stage that cannot run, with the reason and fix."""
+    """Print one short note per enabled stage that cannot run: the reason without its
+    parentheses, and where the full reason and fix are (``monitor doctor``)."""
     for s in ws.engine().statuses():
         if s.enabled and not s.available:
-            console.print(f"[yellow]stage {s.name} unavailable[/]: {s.reason}"
-                          + (f" [dim](fix: {s.fix})[/]" if s.fix else ""))
+            reason = re.sub(r"\s*\([^()]*\)", "", s.reason)
+            console.print(f"[yellow]stage {s.name} skipped[/]: {reason}; `monitor doctor` "
+                          f"shows the fix, {s.name}.enabled = false silences this")
 
 
 def print_jsonl(info: dict[int, tuple[str, str, dict]], result: CheckResult) -> None:
@@ -109,7 +112,7 @@ def scan_summary(console: Console, scan: ScanFacts, results: list[CheckResult]) 
 
 def doctor(console: Console, config: Path | None) -> bool:
     """Check config, database, rules and every stage; print findings; True when all usable."""
-    from monitor.config import load_settings
+    from monitor.config import config_path, load_settings
     from monitor.errors import MonitorError
 
     try:
@@ -119,10 +122,19 @@ def doctor(console: Console, config: Path | None) -> bool:
         console.print(f"[red]✗[/] {exc}")
         return False
     table = Table("check", "state", "detail")
-    table.add_row("config", "[green]ok[/]", str(ws.settings.root / "config.toml"))
+    path = config or config_path()
+    if path.exists():
+        table.add_row("config", "[green]ok[/]", str(path))
+    else:
+        table.add_row("config", "[yellow]defaults[/]",
+                      f"not found: defaults in use (`monitor init` writes one): {path}")
     table.add_row("database", "[green]ok[/]", ws.settings.database_url)
     table.add_row("rules", "[green]ok[/]", f"{len(rules)} rule(s): "
                   + ", ".join(f"{r.name} ({r.verdict})" for r in rules))
+    sizes = ws.gallery_sizes()
+    table.add_row("gallery", "[green]ok[/]" if sizes else "[yellow]empty[/]",
+                  ", ".join(f"{n}: {k} image(s)" for n, k in sizes.items())
+                  or "no protected image yet: monitor gallery add PATH")
     for s in ws.engine().statuses():
         state = ("[green]available[/]" if s.available else
                  "[dim]disabled[/]" if not s.enabled else "[yellow]unavailable[/]")

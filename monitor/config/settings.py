@@ -270,10 +270,30 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def _problem(error: Any) -> str:
+    """One validation error as ``dotted.key: message``; an unknown key gets the nearest
+    known one (difflib) as "did you mean"."""
+    loc = [str(p) for p in error["loc"]]
+    text = f"{'.'.join(loc)}: {error['msg']}"
+    if error["type"] != "extra_forbidden":
+        return text
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return text
+        model = field.annotation
+    import difflib
+
+    known = list(getattr(model, "model_fields", {}))
+    near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    hint = f"did you mean {'.'.join([*loc[:-1], near[0]])}?" if near else (
+        f"known keys here: {', '.join(k for k in known if k != 'root')}")
+    return f"{'.'.join(loc)}: unknown key; {hint}"
 
 
 def _toml_value(value: Any) -> str:

@@ -171,6 +171,10 @@ class Rule(_Thresholds):
         if self.constrains() and not self.configured() and not self.corroborated:
             raise ValueError("min_query_overlap and min_target_overlap only narrow a rule's "
                              "evidence: set at least one threshold (e.g. min_confidence)")
+        if not (self.configured() or self.corroborated or self.allow_domains
+                or self.allow_urls):
+            raise ValueError("the rule sets no threshold and no allow-list, so it can never "
+                             "apply: add e.g. min_confidence = 0.5, or allow_domains")
         return self
 
     def satisfied_by(self, match: Match) -> bool:

@@ -58,8 +58,12 @@ def violation_json(row: ViolationRow) -> dict[str, Any]:
                       "evidence_path": c.evidence_path},
         "protected": {"id": p.id, "path": p.path, "collection": coll.name, "sha256": p.sha256},
         "match": {"stage": m.stage, "score": m.score, "distance": m.distance,
-                  "cosine": m.cosine, "inliers": m.inliers,
-                  "region": json.loads(m.region_json) if m.region_json else None},
+                  "cosine": m.cosine, "similarity": m.similarity, "normalised": m.normalised,
+                  "inliers": m.inliers,
+                  "region": json.loads(m.region_json) if m.region_json else None,
+                  "query_overlap": m.query_overlap, "target_overlap": m.target_overlap,
+                  "target_region": (json.loads(m.target_region_json)
+                                    if m.target_region_json else None)},
     }
 
 

@@ -161,6 +161,11 @@ class Workspace(Store):
         :func:`monitor.store.gallery.find_collection`, which new code should call."""
         return gallery_repo.find_collection(session, name, create)
 
+    def gallery_sizes(self) -> dict[str, int]:
+        """``{collection: live protected images}``, for ``doctor`` (one grouped count)."""
+        with self.session() as s:
+            return gallery_repo.collection_sizes(s)
+
     def gallery_info(self) -> dict[int, tuple[str, str, dict]]:
         """``{gallery_id: (path, collection name, metadata)}`` for every protected image,
         archived ones included (reports of their old violations still name them).

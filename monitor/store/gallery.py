@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from string import hexdigits
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
 from monitor.errors import NotFound
@@ -118,6 +118,15 @@ def phashes(session: Session, collection: str | None) -> dict[int, str]:
     if collection:
         q = q.where(Collection.name == collection)
     return {gid: ph for gid, ph in session.exec(q).all()}
+
+
+def collection_sizes(session: Session) -> dict[str, int]:
+    """``{collection name: live protected images}`` (archived ones not counted), by name."""
+    q = (select(Collection.name, func.count(ProtectedImage.id))
+         .join(ProtectedImage, ProtectedImage.collection_id == Collection.id)
+         .where(ProtectedImage.archived_at.is_(None))
+         .group_by(Collection.name).order_by(Collection.name))
+    return {name: int(n) for name, n in session.exec(q).all()}
 
 
 def set_clip_vectors(session: Session, vectors: Iterable[tuple[int, bytes]], model: str) -> None:
