@@ -180,3 +180,25 @@ def test_check_warns_when_nothing_is_protected(deploy: Path, others) -> None:
     assert "no protected image" not in run("check", "photo.jpg").output
     other = runner.invoke(app, ["check", "photo.jpg", "--collection", "other"])
     assert "collection 'other' holds no protected image" in other.output
+
+
+def test_since_accepts_relative_and_named_times() -> None:
+    from datetime import datetime, timedelta
+
+    import typer
+
+    from monitor.cli.main import when
+
+    now = datetime.utcnow()
+    assert abs(when("7d", "--since") - (now - timedelta(days=7))) < timedelta(seconds=5)
+    assert abs(when("12h", "--since") - (now - timedelta(hours=12))) < timedelta(seconds=5)
+    assert when("yesterday", "--since") == when("today", "--since") - timedelta(days=1)
+    assert when("2026-11-01", "--since") == datetime(2026, 11, 1)
+    assert when("2026-11-01T08:00+01:00", "--since") == datetime(2026, 11, 1, 7)
+    with pytest.raises(typer.BadParameter, match="7d"):
+        when("last tuesday", "--since")
+
+
+def test_report_since_bad_value_is_a_usage_error(deploy: Path) -> None:
+    res = runner.invoke(app, ["report", "--since", "soonish"])
+    assert res.exit_code == 2 and "today or yesterday" in res.output

@@ -9,7 +9,7 @@ The shared context (``--config``, :func:`~monitor.cli.context.workspace`,
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -53,6 +53,35 @@ def exit_status(results: list, fail_on: list[FailOn] | None) -> int:
         return EXIT_INPUT
     wanted = {f.value for f in fail_on or []}
     return EXIT_FOUND if any(r.verdict.value in wanted for r in results) else 0
+
+
+RELATIVE = {"h": 1, "d": 24, "w": 24 * 7}
+"""Hours per unit of a relative time (``12h``, ``7d``, ``2w``)."""
+
+
+def when(text: str | None, option: str) -> datetime | None:
+    """A point in time (UTC, naive) from an ISO date or date-time, ``N`` h/d/w ago,
+    ``today`` (midnight) or ``yesterday`` (midnight before).
+
+    Raises:
+        typer.BadParameter: none of those forms (the message lists them).
+    """
+    if text is None:
+        return None
+    value = text.strip().lower()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if value in ("today", "yesterday"):
+        return midnight - timedelta(days=value == "yesterday")
+    if value[:-1].isdigit() and value[-1:] in RELATIVE:
+        return now - timedelta(hours=int(value[:-1]) * RELATIVE[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use a date (2026-11-01), a date-time "
+                                 "(2026-11-01T08:00), 12h, 7d, 2w, today or yesterday",
+                                 param_hint=option) from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def warn_empty(ws, collection: str | None) -> None:
@@ -192,8 +221,10 @@ def report(
     collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
     status: Annotated[list[str] | None, typer.Option(help="Violation status filter.")] = None,
     severity: Annotated[list[str] | None, typer.Option(help="Severity filter.")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Flagged at/after (UTC).")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Flagged before (UTC).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Flagged at/after: 2026-11-01, 2026-11-01T08:00, 7d, 12h, 2w, today or "
+        "yesterday (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Flagged before; same forms.")] = None,
     format: Annotated[ReportFormat, typer.Option("--format", help="html, json or csv.")
                       ] = ReportFormat.html,
     out: Annotated[Path | None, typer.Option(help="Output file.")] = None,
@@ -202,8 +233,8 @@ def report(
     from monitor.outcome.report import write_report
 
     path = write_report(workspace(), scan_id=scan_id, collection=collection, status=status,
-                        severity=severity, since=since, until=until, format=format.value,
-                        out=out)
+                        severity=severity, since=when(since, "--since"),
+                        until=when(until, "--until"), format=format.value, out=out)
     typer.echo(str(path))
 
 

@@ -172,7 +172,9 @@ class SmtpSettings(_Section):
 
     host: str = Field("", description="SMTP server; empty disables e-mail.")
     port: int = Field(587, description="SMTP port (587 STARTTLS, 465 implicit TLS, 25 none).")
-    security: Literal["starttls", "tls", "none"] = Field("starttls", description="Transport.")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="How the connection is secured: starttls (upgrade on port "
+        "587), tls (implicit TLS, port 465) or none (plain text; local relays only).")
     username: str = Field("", description="Login name; empty: no authentication.")
     password: SecretStr = Field(SecretStr(""), description="Set MONITOR_SMTP__PASSWORD.")
     password_file: str = Field("", description="File holding the SMTP password instead.")

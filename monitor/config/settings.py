@@ -68,8 +68,8 @@ class HashSettings(_Section):
         16, description="Hamming radius (bits of 64) for the pHash of a candidate's rectangular "
         "sub-images (a copy pasted into a screenshot or meme, often greyed or cropped too), "
         "searched when the whole candidate found nothing decisive. Hits beyond max_distance "
-        "are kept only when the whole picture agrees densely on half the grid "
-        "(hash_evidence.FAR_*).")
+        "are kept only when the sub-image and the protected image agree cell by cell over "
+        "at least half of a grid laid on them.")
 
 
 class ClipSettings(_Section):
