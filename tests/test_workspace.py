@@ -53,3 +53,32 @@ def test_stale_index_after_settings_change(deploy: Path, photos, monkeypatch) ->
     assert len(changed.engine().local_index) == 3
     after = np.load(deploy / "data" / "indices" / "local.npz")["__fingerprint__"]
     assert str(before) != str(after)
+
+
+def test_gallery_without_descriptors_is_backfilled_and_signatures_cached(deploy: Path,
+                                                                        photos) -> None:
+    """Images added before the descriptor stage (no SSCD vector, as after migration 0005)
+    are embedded when the engine loads, stored, and indexed; structure signatures are
+    saved beside the local index and reconciled like it."""
+    from sqlalchemy import update
+    from sqlmodel import select
+
+    from monitor.store.models import ProtectedImage
+
+    ws = Workspace(load_settings())
+    added = add_paths(ws, _gallery(deploy, photos), "c")
+    with ws.session() as s:
+        s.execute(update(ProtectedImage).values(descriptor_vector=None, descriptor_model=None))
+        s.commit()
+    (deploy / "data" / "indices" / "structure.npz").unlink()
+    fresh = Workspace(load_settings())
+    engine = fresh.engine()
+    assert len(engine.descriptor_index) == len(added)
+    assert sorted(engine.structure.ids()) == sorted(r.gallery_id for r in added)
+    assert (deploy / "data" / "indices" / "structure.npz").exists()
+    with fresh.session() as s:
+        rows = s.exec(select(ProtectedImage)).all()
+        assert all(r.descriptor_vector is not None and len(r.descriptor_vector) == 512 * 4
+                   and r.descriptor_model == engine.descriptor.fingerprint for r in rows)
+    rocket = next(r.gallery_id for r in added if r.path.endswith("rocket.png"))
+    assert _finds(fresh, photos) == rocket

@@ -1,6 +1,7 @@
 """The FastAPI application: routers :mod:`.submissions` (signed intake), :mod:`.search`,
 :mod:`.gallery`, :mod:`.violations`, :mod:`.health` (``/healthz``, ``/metrics``) and
-:mod:`.dashboard`."""
+:mod:`.dashboard`; API docs at ``/docs`` and ``/redoc`` with local assets
+(:mod:`.docs`)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ def create_app(state: AppState) -> FastAPI:
     import monitor.api.search as search
     import monitor.api.submissions as submissions
     import monitor.api.violations as violations
+    from monitor.api.docs import install_docs
     from monitor.api.errors import install
     from monitor.api.intake import SignatureGate
     from monitor.api.limits import ConcurrencyLimit
     from monitor.daemon.metrics import LatencyMiddleware
 
-    app = FastAPI(title="monitor", version="0.1.0",
+    app = FastAPI(title="monitor", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Image copy monitoring: signed submissions, search, gallery, "
                               "violations. Requests under /v1 carry X-Monitor-Key, "
                               "X-Monitor-Timestamp, X-Monitor-Nonce and X-Monitor-Signature: "
@@ -43,6 +45,7 @@ def create_app(state: AppState) -> FastAPI:
     app.state.monitor = state
     for module in (submissions, search, gallery, violations, health, dashboard):
         app.include_router(module.router)
+    install_docs(app)  # /docs and /redoc without a CDN
     install(app)
     server = state.settings.server
     app.add_middleware(SignatureGate)  # inside the limit: unsigned bodies are never read
