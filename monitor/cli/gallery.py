@@ -9,11 +9,16 @@ images with their violations, audit trail, alerts and evidence files.
 from __future__ import annotations
 
 import getpass
+import json
 from collections.abc import Callable
-from typing import Annotated
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 import monitor.cli.view as view
 from monitor.cli.context import err, out
@@ -39,6 +44,52 @@ def os_user() -> str:
         return getpass.getuser() or "cli"
     except (KeyError, OSError):
         return "cli"
+
+
+class ListFormat(StrEnum):
+    """Output of ``gallery list``."""
+
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+LIST_COLUMNS = ("id", "collection", "sha256", "width", "height", "size_bytes", "format", "path",
+                "added_at", "archived_at", "archived_by", "meta")
+"""Fields of ``gallery list --format jsonl|csv`` (times ISO 8601, UTC)."""
+
+
+def image_row(row: Any, collection: str) -> dict[str, Any]:
+    """One protected image (a gallery row and its collection's name) keyed by
+    :data:`LIST_COLUMNS`."""
+    def iso(t: datetime | None) -> str | None:
+        return t.isoformat() if t else None
+    return {"id": row.id, "collection": collection, "sha256": row.sha256, "width": row.width,
+            "height": row.height, "size_bytes": row.size_bytes, "format": row.format,
+            "path": row.path, "added_at": iso(row.added_at),
+            "archived_at": iso(row.archived_at), "archived_by": row.archived_by,
+            "meta": json.loads(row.meta_json or "{}")}
+
+
+def gallery_table(rows: list[dict[str, Any]]) -> Table:
+    """Images as a table that fits the console: id, collection, size and the sha256 (its
+    first 12 hex digits) never wrap; the path, shortened in the middle (its start and file
+    name kept), takes the rest; an archived image says when and by whom under its path."""
+    table = Table()
+    table.add_column("id", no_wrap=True, justify="right")
+    table.add_column("collection", max_width=16)
+    table.add_column("sha256", no_wrap=True, min_width=12)
+    table.add_column("size", no_wrap=True)
+    table.add_column("path")
+    for r in rows:
+        path: Any = view.Short(r["path"])
+        if r["archived_at"]:
+            when = f"{r['archived_at'][:16].replace('T', ' ')}"
+            path = Group(path, Text(f"archived {when}", "dim"), Text(f"by {r['archived_by']}",
+                                                                       "dim"))
+        table.add_row(str(r["id"]), view.Short(r["collection"]), r["sha256"][:12],
+                      f"{r['width']}x{r['height']}", path)
+    return table
 
 
 def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Callable) -> None:
@@ -77,18 +128,24 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     def list_(collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
               archived: Annotated[bool, typer.Option(
                   "--archived", help="Also list archived images (removed, with violations).")]
-              = False) -> None:
+              = False,
+              format: Annotated[ListFormat, typer.Option(
+                  "--format", help="table (fits the terminal, 80 columns in a pipe), jsonl "
+                  "(one JSON object an image) or csv (a header row, one row an image).")]
+              = ListFormat.table) -> None:
         """List protected images."""
         from monitor.services.gallery import list_gallery
 
-        table = Table("id", "collection", "sha256", "size", "path",
-                      *(("archived",) if archived else ()))
-        for row, coll in list_gallery(workspace(), collection, archived=archived):
-            when = (f"{row.archived_at:%Y-%m-%d %H:%M} by {row.archived_by}"
-                    if row.archived_at else "—")
-            table.add_row(str(row.id), coll, row.sha256[:12], f"{row.width}x{row.height}",
-                          row.path, *((when,) if archived else ()))
-        out.print(table)
+        rows = [image_row(row, coll) for row, coll in
+                list_gallery(workspace(), collection, archived=archived)]
+        if format == ListFormat.jsonl:
+            view.print_jsonl_rows(rows)
+        elif format == ListFormat.csv:
+            write = view.csv_writer(LIST_COLUMNS)
+            for row in rows:
+                write(row)
+        else:
+            out.print(gallery_table(rows))
 
     @gallery.command("remove")
     @guarded

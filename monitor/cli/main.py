@@ -9,6 +9,7 @@ The shared context (``--config``, :func:`~monitor.cli.context.workspace`,
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,7 @@ from monitor.cli.context import err, guarded, set_config, state, workspace
 from monitor.config import default_toml
 from monitor.errors import EXIT_FOUND, EXIT_INPUT, NotFound
 from monitor.services.workspace import DEFAULT_RULES
+from monitor.types import CheckResult
 
 app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -36,6 +38,21 @@ class Format(StrEnum):
 
     table = "table"
     jsonl = "jsonl"
+    csv = "csv"
+
+
+FORMAT_HELP = ("table (fits the terminal, 80 columns in a pipe), jsonl (one JSON object a "
+               "candidate) or csv (a header row, one row a candidate with its best match).")
+
+
+def stream(format: Format, info: dict) -> Callable[[CheckResult], None]:
+    """What prints one result as it comes for ``format``: a JSON line, a CSV row (the
+    header written now) or nothing (the table is printed at the end)."""
+    if format == Format.jsonl:
+        return lambda r: view.print_jsonl(info, r)
+    if format == Format.csv:
+        return view.check_csv(info)
+    return lambda r: None
 
 
 class FailOn(StrEnum):
@@ -131,7 +148,7 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite existing files.")] 
 def check(
     inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs.")],
     collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
-    format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
         "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
@@ -149,9 +166,9 @@ def check(
     info = ws.gallery_info()
     with view.progress(err, "checking", enabled=format == Format.table) as tick:
         results = []
+        emit = stream(format, info)
         for r in run_check(ws, inputs, collection, progress=lambda _: tick()):
-            if format == Format.jsonl:
-                view.print_jsonl(info, r)
+            emit(r)
             results.append(r)
     if format == Format.table:
         view.results_table(ws, results)
@@ -165,7 +182,7 @@ def scan(
         help="A source name from [[sources]] in config.toml, or a folder.")],
     collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
     report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
-    format: Annotated[Format, typer.Option("--format", help="table or jsonl.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
         "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
@@ -191,17 +208,19 @@ def scan(
         else:
             names = ", ".join(s.name for s in ws.settings.sources) or "none configured"
             raise NotFound(f"{source!r} is neither a configured source ({names}) nor a folder")
-    if format == Format.jsonl:
-        info = ws.gallery_info()
+    if format != Format.table:
+        emit = stream(format, ws.gallery_info())
         for r in results:
-            view.print_jsonl(info, r)
+            emit(r)
     else:
         view.results_table(ws, results, only_flagged=True)
         view.scan_summary(err, sc, results)
     if report:
         from monitor.outcome.report import write_report
 
-        err.print(f"report: {write_report(ws, scan_id=sc.id)}")
+        # one line however long (a pipe or a narrow terminal must not cut the path)
+        err.print(f"report: {write_report(ws, scan_id=sc.id)}", soft_wrap=True, markup=False,
+                  highlight=False)
     raise typer.Exit(exit_status(results, fail_on))
 
 

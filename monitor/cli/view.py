@@ -1,17 +1,28 @@
-"""Terminal presentation for the CLI (Rich tables and progress bars, JSON lines)."""
+"""Terminal presentation for the CLI (Rich tables and progress bars, JSON lines, CSV).
+
+Tables fit the console's width (80 columns in a pipe): short enums never wrap, a long
+path or URL is shortened in the middle to its column (:class:`Short`, the start and the
+file name kept), and a value that must stay whole wraps between its words and folders
+(:class:`Wrapped`).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from monitor.outcome.jsonl import result_json
 from monitor.services.workspace import Workspace
@@ -20,6 +31,143 @@ from monitor.types import CheckResult, Verdict
 out = Console()
 COLOURS = {"violation": "bold red", "review": "yellow", "allowed": "cyan", "clean": "green",
            "error": "magenta"}
+VERDICT_WIDTH = max(map(len, COLOURS))
+"""Width of a verdict column: the longest verdict ("violation") never wraps."""
+STATUS_WIDTH = len("confirmed")
+"""Width of a review status column (open, confirmed, dismissed, licensed)."""
+ELLIPSIS = "…"
+_URL = re.compile(r"([a-z][a-z0-9+.-]*://)([^/]*)", re.IGNORECASE)
+_PIECE = re.compile(r"\s+|[^\s/]*/+|[^\s/]+")
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: whole when it fits, else cut in the middle
+    with "…", keeping the file name (the part after the last "/") whole with as much of
+    the start as fits and whole parent folders when the start can spare them:
+    ``/home/al…/photos/IMG_0042.jpg``; a URL drops its scheme first and keeps its host
+    (``pirate.example/…/astro.jpg``). A name too long by itself keeps its start and its
+    end (the extension): ``astronaut_…load.jpg``; one that just fits is shown after the
+    "…" alone."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:max(width, 0)]
+    keep = 8  # characters of the start worth more than a parent folder
+    if url := _URL.match(text):
+        text, keep = text[len(url.group(1)):], len(url.group(2))
+        if len(text) <= width:
+            return text
+    room = width - 1
+    cut = text.rfind("/", 0, len(text) - 1)
+    if cut <= 0 or len(text) - cut >= room:  # no folder, or the name alone is too long
+        name = text[cut + 1:] if cut > 0 else text
+        if len(name) < width:
+            return ELLIPSIS + name
+        end = (room + 1) // 2
+        return name[:room - end] + ELLIPSIS + name[-end:]
+    keep = min(keep, room - (len(text) - cut))
+    while (parent := text.rfind("/", 0, cut)) > 0 and room - (len(text) - parent) >= keep:
+        cut = parent  # one more whole folder before the name
+    tail = text[cut:]
+    return text[:room - len(tail)] + ELLIPSIS + tail
+
+
+class Short:
+    """A table cell shortened in the middle (:func:`shorten_middle`) to its column's width:
+    one line, never wrapped, the file name kept."""
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text, self.style = text, style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(min(cell_len(self.text), 8), cell_len(self.text))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        text = Text(shorten_middle(self.text, options.max_width), self.style, no_wrap=True)
+        text.truncate(options.max_width, overflow="ellipsis")  # wide (CJK) characters
+        yield text
+
+
+def break_offsets(line: str, width: int) -> list[int]:
+    """Where to break ``line`` (no newline) so no part is wider than ``width`` cells: at
+    spaces and after a "/", folding only a word or folder wider than ``width``."""
+    breaks, col = [], 0
+    for m in _PIECE.finditer(line):
+        piece, n = m.group(), cell_len(m.group())
+        if piece.isspace():
+            col += n  # trailing spaces are stripped from each line
+            continue
+        if col and col + n > width:
+            breaks.append(m.start())
+            col = 0
+        if n <= width:
+            col += n
+            continue
+        for i, ch in enumerate(piece):  # wider than a line: fold it
+            if col and col + cell_len(ch) > width:
+                breaks.append(m.start() + i)
+                col = 0
+            col += cell_len(ch)
+    return breaks
+
+
+class Wrapped:
+    """Text that must stay whole: wrapped at spaces and between a path's or URL's folders
+    (a file name stays on one line while it fits), folded only where one part is wider
+    than the column; never cut."""
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text, self.style = text, style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        lines = self.text.splitlines() or [""]
+        parts = [p for line in lines for p in _PIECE.findall(line) if not p.isspace()]
+        return Measurement(max(map(cell_len, parts), default=0), max(map(cell_len, lines)))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width, 1)
+        for line in Text(self.text, self.style).split("\n", allow_blank=True):
+            for part in line.divide(break_offsets(line.plain, width)):
+                part.rstrip()
+                part.no_wrap, part.overflow = True, "fold"
+                yield part
+
+
+def name_width(console: Console) -> int:
+    """Widest column for a file name or URL beside a wide evidence column: about a quarter
+    of the console, at least 24 (a camera's IMG_20240612_104233.jpg stays whole at 80
+    columns)."""
+    return max(24, console.width // 4)
+
+
+def cell(value: object) -> str:
+    """A value as CSV text: nothing for None, JSON for lists and dicts."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def csv_writer(columns: Iterable[str]) -> Callable[[dict[str, Any]], None]:
+    """Write a CSV header of ``columns`` on stdout; returns ``write(row)`` for one dict a
+    line (its ``columns`` only, :func:`cell` values), flushed as it goes."""
+    names = list(columns)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(names)
+
+    def write(row: dict[str, Any]) -> None:
+        writer.writerow([cell(row.get(c)) for c in names])
+        sys.stdout.flush()
+    return write
+
+
+def print_jsonl_rows(rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object a line on stdout."""
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False, default=str), flush=True)
 
 
 @contextmanager
@@ -54,24 +202,58 @@ def print_jsonl(info: dict[int, tuple[str, str, dict]], result: CheckResult) -> 
 
 
 def results_table(ws: Workspace, results: list[CheckResult], only_flagged: bool = False) -> None:
-    """A table of candidates with verdict, best match and its evidence."""
+    """A table of candidates with verdict, score, best match and its evidence.
+
+    Fits the console (80 columns in a pipe): the verdict and score never wrap, the
+    candidate's name or URL is shortened in the middle to at most :func:`name_width`, and
+    the last column (the gallery image, then the stage and evidence) takes the rest."""
     info = ws.gallery_info()
-    table = Table("candidate", "verdict", "gallery image", "stage", "score", "evidence")
-    for col in table.columns:
-        col.overflow = "fold"
+    table = Table()
+    table.add_column("candidate", max_width=name_width(out))
+    table.add_column("verdict", no_wrap=True, min_width=VERDICT_WIDTH)
+    table.add_column("score", no_wrap=True, justify="right")
+    table.add_column("gallery image / evidence", overflow="fold")
     for r in results:
         if only_flagged and r.verdict in (Verdict.CLEAN,):
             continue
         best = r.outcomes[0].match if r.outcomes else None
-        evidence = r.error or (_evidence(best) if best else "")
-        gallery = Path(info.get(best.gallery_id, ("?",))[0]).name if best else ""
-        table.add_row(Path(r.source).name if not r.source.startswith("http") else r.source,
-                      f"[{COLOURS[r.verdict.value]}]{r.verdict.value}[/]", gallery,
-                      best.stage if best else "", f"{best.score:.2f}" if best else "", evidence)
+        if r.error:
+            detail: Any = Wrapped(r.error)
+        elif best:
+            gallery = Path(info.get(best.gallery_id, ("?",))[0]).name
+            evidence = _evidence(best)
+            detail = Group(Short(gallery, "bold"),
+                           Text(f"{best.stage}: {evidence}" if evidence else best.stage))
+        else:
+            detail = ""
+        source = r.source if r.source.startswith("http") else Path(r.source).name
+        table.add_row(Short(source), Text(r.verdict.value, COLOURS[r.verdict.value]),
+                      f"{best.score:.2f}" if best else "", detail)
     out.print(table)
     counts = {v.value: sum(r.verdict == v for r in results) for v in Verdict}
     out.print("  ".join(f"[{COLOURS[k]}]{k}[/] {n}" for k, n in counts.items() if n)
               or "nothing checked")
+
+
+CHECK_CSV = ("path", "sha256", "verdict", "error", "matches", "gallery_id", "gallery_path",
+             "collection", "rule", "stage", "score", "distance", "cosine", "similarity",
+             "normalised", "inliers", "region", "query_overlap", "target_overlap",
+             "target_region")
+"""Columns of ``check --format csv``."""
+
+
+def check_csv(info: dict[int, tuple[str, str, dict]]) -> Callable[[CheckResult], None]:
+    """Write the CSV header of ``check --format csv``; returns ``write(result)``: one row
+    per candidate, its JSON-lines fields with the best match's flattened (empty when
+    none) and ``matches`` the number of flagged matches."""
+    write = csv_writer(CHECK_CSV)
+
+    def row(result: CheckResult) -> None:
+        doc = result_json(result, info)
+        best = doc["matches"][0] if doc["matches"] else {}
+        write({**{k: v for k, v in best.items() if k != "verdict"}, **doc,
+               "matches": len(doc["matches"])})
+    return row
 
 
 def _evidence(m) -> str:
@@ -121,24 +303,27 @@ def doctor(console: Console, config: Path | None) -> bool:
     except MonitorError as exc:
         console.print(f"[red]✗[/] {exc}")
         return False
-    table = Table("check", "state", "detail")
+    table = Table()
+    table.add_column("check", no_wrap=True)
+    table.add_column("state", no_wrap=True, min_width=len("unavailable"))
+    table.add_column("detail")
     path = config or config_path()
     if path.exists():
-        table.add_row("config", "[green]ok[/]", str(path))
+        table.add_row("config", "[green]ok[/]", Wrapped(str(path)))
     else:
         table.add_row("config", "[yellow]defaults[/]",
-                      f"not found: defaults in use (`monitor init` writes one): {path}")
-    table.add_row("database", "[green]ok[/]", ws.settings.database_url)
-    table.add_row("rules", "[green]ok[/]", f"{len(rules)} rule(s): "
-                  + ", ".join(f"{r.name} ({r.verdict})" for r in rules))
+                      Wrapped(f"not found: defaults in use (`monitor init` writes one): {path}"))
+    table.add_row("database", "[green]ok[/]", Wrapped(ws.settings.database_url))
+    table.add_row("rules", "[green]ok[/]", Wrapped(f"{len(rules)} rule(s): "
+                  + ", ".join(f"{r.name} ({r.verdict})" for r in rules)))
     sizes = ws.gallery_sizes()
     table.add_row("gallery", "[green]ok[/]" if sizes else "[yellow]empty[/]",
-                  ", ".join(f"{n}: {k} image(s)" for n, k in sizes.items())
-                  or "no protected image yet: monitor gallery add PATH")
+                  Wrapped(", ".join(f"{n}: {k} image(s)" for n, k in sizes.items())
+                          or "no protected image yet: monitor gallery add PATH"))
     for s in ws.engine().statuses():
         state = ("[green]available[/]" if s.available else
                  "[dim]disabled[/]" if not s.enabled else "[yellow]unavailable[/]")
-        table.add_row(f"stage {s.name}", state,
-                      " ".join(x for x in (s.reason, f"fix: {s.fix}" if s.fix else "") if x))
+        table.add_row(f"stage {s.name}", state, Wrapped(
+            " ".join(x for x in (s.reason, f"fix: {s.fix}" if s.fix else "") if x)))
     out.print(table)
     return True

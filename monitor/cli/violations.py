@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
+import monitor.cli.view as view
 from monitor.errors import ConfigError
 from monitor.services.violations import MAX_ID
 from monitor.services.workspace import Workspace
@@ -29,6 +31,41 @@ class ListFormat(StrEnum):
 
     table = "table"
     jsonl = "jsonl"
+    csv = "csv"
+
+
+def items_table(items: list) -> Table:
+    """Violations and review items as a table that fits the console (80 columns in a
+    pipe), two lines an item: the status over the verdict and the severity under the rule
+    (neither ever wraps), where it was found (a path or URL shortened in the middle, its
+    start and file name kept) over the protected image's file name, and the score and
+    date."""
+    table = Table()
+    table.add_column("id", no_wrap=True, justify="right")
+    table.add_column("status\nverdict", no_wrap=True, min_width=view.STATUS_WIDTH)
+    table.add_column("found at\nprotected")
+    table.add_column("rule\nseverity", max_width=14)
+    table.add_column("score", no_wrap=True, justify="right")
+    table.add_column("flagged", no_wrap=True)
+    for i in items:
+        table.add_row(str(i.violation_id),
+                      Group(Text(i.status), Text(i.verdict, view.COLOURS.get(i.verdict, ""))),
+                      Group(view.Short(i.source), view.Short(Path(i.protected_path).name,
+                                                             "bold")),
+                      Group(view.Short(i.rule), Text(i.severity, no_wrap=True)),
+                      f"{i.score:.2f}", i.created_at.strftime("%Y-%m-%d\n%H:%M"))
+    return table
+
+
+def facts_grid(rows: list[tuple[str, str]]) -> Table:
+    """``key  value`` lines; a value wraps at its spaces and between a path's folders
+    (a file name, a hash and a URL's parts stay whole where they fit), never cut."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(no_wrap=True)
+    facts.add_column()
+    for key, value in rows:
+        facts.add_row(Text(key, "dim"), view.Wrapped(value))
+    return facts
 
 
 def _actor() -> str:
@@ -52,7 +89,9 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="open, confirmed, dismissed, licensed (repeatable).")] = None,
         collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
         severity: Annotated[list[str] | None, typer.Option(help="Only these severities.")] = None,
-        format: Annotated[ListFormat, typer.Option("--format", help="table or jsonl.")]
+        format: Annotated[ListFormat, typer.Option(
+            "--format", help="table (fits the terminal, 80 columns in a pipe), jsonl (one "
+            "JSON object an item) or csv (a header row, then the report's CSV columns).")]
         = ListFormat.table,
     ) -> None:
         """List violations and review items, newest first."""
@@ -66,15 +105,14 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             for i in items:
                 print(json.dumps(item_row(ws, i), ensure_ascii=False), flush=True)
             return
-        table = Table("id", "status", "verdict", "severity", "rule", "score", "found at",
-                      "protected", "flagged")
-        for col in table.columns:
-            col.overflow = "fold"
-        for i in items:
-            table.add_row(str(i.violation_id), i.status, i.verdict, i.severity, i.rule,
-                          f"{i.score:.2f}", i.source, Path(i.protected_path).name,
-                          i.created_at.strftime("%Y-%m-%d %H:%M"))
-        out.print(table)
+        if format == ListFormat.csv:
+            from monitor.outcome.exports import COLUMNS
+
+            write = view.csv_writer(COLUMNS)
+            for i in items:
+                write(item_row(ws, i))
+            return
+        out.print(items_table(items))
         err.print(f"{len(items)} item(s)")
 
     @vio.command("show")
@@ -88,28 +126,30 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         ws = workspace()
         item = get_item(ws, violation_id)
         sent = alerts_of(ws, violation_id)
-        facts = Table.grid(padding=(0, 2))
-        rows = [
+        out.print(facts_grid([
             ("violation", f"#{item.violation_id} {item.verdict} ({item.severity}), rule "
              f"{item.rule}, status {item.status}"),
-            ("protected", f"{item.protected_path} [{item.collection}] sha256 "
-             f"{item.protected_sha256}"),
+            ("protected", item.protected_path), ("collection", item.collection),
+            ("sha256", item.protected_sha256),
             ("found at", item.source), ("page", item.page_url or "—"),
             ("found sha256", item.candidate_sha256 or "—"),
             ("evidence file", str(ws.data_dir / item.evidence_path)
              if item.evidence_path else "not archived"),
             ("http", f"{item.http_status or '—'} "
              + (json.dumps(item.headers) if item.headers else "")),
-            ("first / last seen", f"{when(item.first_seen)} / {when(item.last_seen)}"),
+            ("first seen", when(item.first_seen)), ("last seen", when(item.last_seen)),
             ("score", f"{item.score:.2f} ({item.stage}); " + "; ".join(item.evidence)),
             ("note", item.note or "—"),
-        ]
-        for key, value in rows:
-            facts.add_row(f"[dim]{key}[/]", value)
-        out.print(facts)
-        trail = Table("when", "actor", "from", "to", "note", title="audit trail")
+        ]))
+        trail = Table(title="audit trail")
+        trail.add_column("when", max_width=None if out.width >= 100 else len("00:00:00 UTC"))
+        trail.add_column("actor", max_width=20)
+        trail.add_column("from", no_wrap=True, min_width=view.STATUS_WIDTH)
+        trail.add_column("to", no_wrap=True, min_width=view.STATUS_WIDTH)
+        trail.add_column("note")
         for e in history(ws, violation_id):
-            trail.add_row(when(e.at), e.actor, e.from_status, e.to_status, e.note)
+            trail.add_row(when(e.at), view.Short(e.actor), e.from_status, e.to_status,
+                          view.Wrapped(e.note))
         out.print(trail)
         for a in sent:
             out.print(f"alert {a.kind}: {a.status}, {a.attempts} attempt(s)"
