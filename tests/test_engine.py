@@ -101,21 +101,29 @@ def test_weak_homography_flags_only_with_dense_agreement(tmp_path) -> None:
     assert rules.judge(weak, "art", "x.jpg") is None
 
 
-def test_default_rules_take_weak_homographies_at_dense_agreement() -> None:
-    """The shipped rules: 6-9 inliers flag at a dense agreement of 0.9, not below it, and
-    5 inliers never do."""
+def test_default_rule_is_the_calibrated_confidence() -> None:
+    """The shipped "copy" rule flags on the match's confidence alone, at the operating point
+    the confidence data file was written with; a weak homography flags exactly when its
+    evidence together reaches it."""
+    from monitor.matching import confidence
     from monitor.matching.rules import RuleSet, load_rules
     from monitor.types import Hit, Match
     from tests.test_rules import DEFAULTS
 
     rules = RuleSet(load_rules(DEFAULTS))
+    copy = next(r for r in rules.rules if r.name == "copy")
+    assert copy.min_confidence == confidence.model().provenance["min_confidence"]
+    assert copy.configured() == 1
 
-    def judged(inliers: int, agreement: float) -> bool:
-        hit = Hit("local", 0, 0.4, inliers=inliers, agreement=agreement)
-        return rules.judge(Match(0, "local", 0.4, (hit,)), "art", "x.jpg") is not None
+    def judged(inliers: int, agreement: float) -> tuple[bool, float]:
+        hits = (Hit("local", 0, 0.4, inliers=inliers, agreement=agreement),)
+        score = confidence.confidence(hits)
+        return rules.judge(Match(0, "local", score, hits), "art", "x.jpg") is not None, score
 
-    assert judged(7, 0.95) and judged(6, 0.9) and judged(10, 0.6)
-    assert not judged(9, 0.85) and not judged(5, 1.0)
+    for inliers, agreement in ((5, 0.5), (7, 0.95), (10, 0.6), (40, 0.9)):
+        flagged, score = judged(inliers, agreement)
+        assert flagged == (score >= copy.min_confidence), (inliers, agreement, score)
+    assert judged(40, 0.95)[0] and not judged(4, 0.3)[0]
 
 
 def test_wide_hash_hits_are_judged_on_more_cells() -> None:
