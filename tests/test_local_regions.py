@@ -199,8 +199,11 @@ def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
     """A cropped copy pillarboxed into a page: its sub-image's pHash is 16 bits from the
     gallery image, beyond ``hash.max_distance`` (12) but within
     ``hash.region_max_distance`` (16); the whole picture agrees densely, so it is kept and
-    the default rules flag it. With the region radius at 12 bits it is not found."""
-    from monitor.matching.rules import load_rules
+    a corroborated rule can flag it; with every stage on, the default rule flags the page.
+    With the region radius at 12 bits it is not found."""
+    from monitor.config import Settings
+    from monitor.matching.rules import Rule, load_rules
+    from tests.test_engine import gallery_engine
     from tests.test_rules import DEFAULTS
 
     coffee = _rgb("coffee")
@@ -219,8 +222,12 @@ def test_cropped_copy_in_a_page_found_at_the_region_radius() -> None:
     assert top.agreement is not None and top.agreement >= 0.9
     x0, y0, x1, y1 = top.region
     assert abs(x0 - (280 + (640 - crop.width) // 2)) <= 6 and abs(x1 - x0 - crop.width) <= 8
-    rules = load_rules(DEFAULTS)
-    assert any(r.satisfied_by(top) for r in rules if r.verdict == "violation")
+    far = Rule(name="far-phash", corroborated=[{"hash_max_distance": 16, "min_agreement": 0.9}])
+    assert far.satisfied_by(top)  # the per-stage evidence a rule can still ask for
+    full = gallery_engine(Settings(clip={"enabled": False}), GALLERY).match(_decode(page))[0]
+    rules = load_rules(DEFAULTS)  # the default rule: the confidence of all the evidence
+    assert full.gallery_id == GALLERY.index("coffee")
+    assert any(r.satisfied_by(full) for r in rules if r.verdict == "violation")
 
 
 def test_far_region_hit_needs_the_whole_picture_on_half_the_grid() -> None:
