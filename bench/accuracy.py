@@ -240,7 +240,9 @@ def body(args, command, split, rows, table, note, results) -> str:
   {args.seed}) + {len(split.queries) - n_pos} distractors (other corpus images, edited
   with the same families in turn, as in DISC21{_extra(args, split)}); {errors} queries
   failed to decode.
-- {note}. The product rows therefore use the hash and local stages only.
+- {note}. The product rows therefore use the hash, descriptor (SSCD, with its structure
+  agreement) and local stages; "sscd raw cosine" and "sscd normalised" rank by the
+  descriptor's similarity alone, before and after score normalisation.
   "product (all stages)" is swept on the match's calibrated confidence
   (`monitor/matching/confidence.py`, a logistic model of all its hits' evidence fitted by
   `python -m bench.calibrate` on seed 5's `--evidence` file; other seeds are held out).

@@ -7,9 +7,9 @@ other splits.
 Every (query, gallery image) match of the fit split is one example (1: the query is an
 edited copy of that gallery image; 0: any other match, every match of a distractor),
 described by :func:`monitor.matching.confidence.features`. A logistic regression
-(scikit-learn ``LogisticRegression``, L2) is fitted, and then, on every split and in
-the same run as the current coefficients and the best single hit's score (the
-product before calibration):
+(L2-penalised log-loss, every weight but ``hash_region``'s bounded at 0: :func:`fit`)
+is fitted, and then, on every split and in the same run as the current coefficients and
+the best single hit's score (the product before calibration):
 
 - recall at the threshold where at most ``--fpr`` of distractors are flagged
   (swept on that split, as :mod:`bench.accuracy` does), and µAP;
@@ -244,11 +244,12 @@ START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 BODY = """## Match confidence: one score for all the evidence (`bench/calibrate.py`)
 
 - Command: `{command}` (from the repository root), on the `--evidence` files of
-  `python -m bench.accuracy --gallery 300 --distractors 3000 --seed S --evidence ...`
-  (S = 5, 11, 23; the accuracy sections give the exact commands).
+  `python -m bench.accuracy --seed S --evidence ...` runs (one per split; the accuracy
+  sections give the exact commands and split sizes).
 - Date: {date}. Machine: {machine}.
-- Fitted on `{fit}`: {n} queries, {m} (query, gallery image) matches; scikit-learn
-  `LogisticRegression` over `monitor.matching.confidence.FEATURES`. The other splits are held out
+- Fitted on `{fit}`: {n} queries, {m} (query, gallery image) matches;
+  L2-penalised logistic loss (C as given), weights bounded at 0 but `hash_region`'s (SciPy
+  L-BFGS-B), over `monitor.matching.confidence.FEATURES`. The other splits are held out
   (their galleries and distractors differ; images can recur across splits).
 - Swept recall: the top match must be right and above the threshold at which at most
   {fpr} % of that split's distractors are flagged (as in the accuracy section); "recall
