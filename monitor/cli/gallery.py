@@ -99,7 +99,8 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     @gallery.command("add")
     @guarded
     def add(
-        paths: Annotated[list[str], typer.Argument(help="Image files or folders (recursive).")],
+        paths: Annotated[list[str], typer.Argument(
+            metavar="PATH", help="Image files or folders (recursive).")],
         collection: Annotated[str, typer.Option(help="Collection name.")] = "default",
         meta: Annotated[list[str] | None, typer.Option(
             help="key=value metadata (title, owner, sku, licence URL); repeatable.")] = None,
@@ -149,7 +150,8 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
 
     @gallery.command("remove")
     @guarded
-    def remove(refs: Annotated[list[str], typer.Argument(help="Ids or sha256 prefixes.")]
+    def remove(refs: Annotated[list[str], typer.Argument(
+        metavar="ID_OR_SHA256", help="Ids or sha256 prefixes.")]
                ) -> None:
         """Remove protected images from the gallery: deleted with their matches, or
         archived (violations and evidence kept) when they have violations."""
@@ -166,7 +168,8 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
 
     @gallery.command("purge")
     @guarded
-    def purge(refs: Annotated[list[str], typer.Argument(help="Ids or sha256 prefixes.")],
+    def purge(refs: Annotated[list[str], typer.Argument(
+        metavar="ID_OR_SHA256", help="Ids or sha256 prefixes.")],
               yes: Annotated[bool, typer.Option(
                   "--yes", help="Confirm: this deletes evidence and cannot be undone.")]
               = False) -> None:

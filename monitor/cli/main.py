@@ -30,6 +30,7 @@ from monitor.services.workspace import DEFAULT_RULES
 from monitor.types import CheckResult
 
 app = typer.Typer(help="Watch for copies of a protected image gallery.", no_args_is_help=True,
+                  rich_markup_mode=None,
                   pretty_exceptions_enable=False)
 
 
@@ -146,11 +147,14 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite existing files.")] 
 @app.command()
 @guarded
 def check(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders (recursive) or URLs.")],
-    collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="PATH_OR_URL", help="Files, folders (recursive) or URLs.")],
+    collection: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Only match this collection.")] = None,
     format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
-        "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
+        "--fail-on", metavar="violation|review",
+        help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
     """Check candidate images against the gallery and record the results.
 
@@ -179,12 +183,15 @@ def check(
 @guarded
 def scan(
     source: Annotated[str, typer.Argument(
+        metavar="SOURCE",
         help="A source name from [[sources]] in config.toml, or a folder.")],
-    collection: Annotated[str | None, typer.Option(help="Only match this collection.")] = None,
+    collection: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Only match this collection.")] = None,
     report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
     format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
-        "--fail-on", help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
+        "--fail-on", metavar="violation|review",
+        help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
 ) -> None:
     """Run a configured source (or check a folder) now as one scan; summary and report.
 
@@ -276,7 +283,8 @@ def search(
 @app.command()
 @guarded
 def dupes(
-    collection: Annotated[str, typer.Argument(help="Collection to look inside.")],
+    collection: Annotated[str, typer.Argument(metavar="COLLECTION",
+                                                      help="Collection to look inside.")],
     max_distance: Annotated[int, typer.Option(help="pHash radius, bits of 64.", min=0,
                                               max=64)] = 6,
 ) -> None:
