@@ -19,3 +19,5 @@ status=0
 ../.venv/bin/monitor scan candidates || status=$?
 # 3: some candidates could not be checked (listed above and recorded); anything else fails
 [ "$status" = 0 ] || [ "$status" = 3 ] || exit "$status"
+# How the scan did against the demo's answer key (demo/truth.csv)
+../.venv/bin/monitor violations list --format jsonl | ../.venv/bin/python ../scripts/demo_score.py truth.csv
