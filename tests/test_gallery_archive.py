@@ -172,3 +172,23 @@ def test_http_delete_of_a_reviewed_image_archives_it(tmp_path: Path) -> None:
     finally:
         client.close()
         daemon.shutdown()
+
+
+def test_gallery_takes_a_100_megapixel_png_that_candidates_may_not_be(deploy: Path,
+                                                                      photos) -> None:
+    """A medium-format photo (here a real photo enlarged to 10,250 x 10,250 = 105 Mpx, PNG)
+    is trusted gallery input under decode.gallery_max_pixels (150 Mpx); the same file as a
+    candidate is refused as over decode.max_pixels (80 Mpx), with a clear error."""
+    from monitor.config import load_settings
+    from monitor.services.check import check
+    from monitor.services.gallery import add_paths
+    from monitor.services.workspace import Workspace
+
+    big = photos["astronaut"].convert("L").resize((10_250, 10_250))
+    big.save(deploy / "huge.png", compress_level=1)
+    del big
+    ws = Workspace(load_settings())
+    added = add_paths(ws, [str(deploy / "huge.png")], "medium-format")
+    assert [r.status for r in added] == ["added"], added
+    result = next(iter(check(ws, [str(deploy / "huge.png")])))
+    assert result.verdict.value == "error" and result.error_code == "too_many_pixels"

@@ -47,6 +47,14 @@ class DecodeSettings(_Section):
     max_pixels: int = Field(
         80_000_000, description="Refuse images whose width*height exceeds this (bomb guard)."
     )
+    gallery_max_bytes: int = Field(
+        500_000_000, ge=1, description="Refuse gallery image files larger than this (bytes); "
+        "a 100-Mpx photo saved as PNG weighs 150-300 MB.")
+    gallery_max_pixels: int = Field(
+        150_000_000, ge=1, le=178_000_000, description="Refuse gallery images (trusted input "
+        "you add yourself) whose width*height exceeds this; medium-format cameras make "
+        "100-Mpx photos. A 105-Mpx PNG decodes to about 315 MB of RGB at once (JPEG is "
+        "decoded reduced, a few MB). At most 178,000,000: Pillow's own hard limit.")
     work_side: int = Field(
         1024, description="Longest side (pixels) of the working copy the stages share."
     )

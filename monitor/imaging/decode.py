@@ -233,7 +233,10 @@ def decode_bytes(data: bytes, limits: DecodeLimits = DecodeLimits(),
         raise UnsupportedFormat(f"not a raster image: looks like {kind}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's warning sits at its own cap (89.5 Mpx); a higher limit (the trusted
+            # gallery's) is enforced below instead, up to Pillow's hard error at twice that
+            warnings.simplefilter("error" if limits.max_pixels <= Image.MAX_IMAGE_PIXELS
+                                  else "ignore", Image.DecompressionBombWarning)
             # Pillow advises the RGBA conversion that _to_rgb performs anyway
             warnings.filterwarnings("ignore", message="Palette images with Transparency")
             im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)

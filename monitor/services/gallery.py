@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.errors import Conflict, MonitorError
+from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, read_file
 from monitor.matching.engine import GalleryEntry
@@ -107,8 +108,9 @@ def add_paths(ws: Workspace, paths: Iterable[str], collection: str,
 
 def _prepare(ws: Workspace, path: str, collection: str) -> tuple[AddResult, DecodedImage | None]:
     try:
-        data = read_file(path, ws.limits.max_bytes)
-        decoded = decode_bytes(data, ws.limits)
+        data = read_file(path, ws.gallery_limits.max_bytes)
+        with ws.decode_budget.claim(estimate(data, ws.gallery_limits)):
+            decoded = decode_bytes(data, ws.gallery_limits)
     except MonitorError as exc:
         return AddResult(path, "error", error=str(exc)), None
     with ws.session() as s:

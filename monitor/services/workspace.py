@@ -39,6 +39,9 @@ class Workspace(Store):
     loaded lazily from :class:`Settings`).
 
     Attributes:
+        limits: decode limits of candidates (untrusted input).
+        gallery_limits: the same with ``decode.gallery_max_pixels`` (protected images are
+            added by their owner: a higher pixel cap).
         decode_budget: what every decode of this workspace claims memory from
             (``decode.memory_budget_mb`` MiB, :mod:`monitor.imaging.budget`): a daemon's
             queue workers, ``/v1/search`` and scans share it.
@@ -51,6 +54,8 @@ class Workspace(Store):
         super().__init__(settings)
         self.limits = DecodeLimits(settings.decode.max_bytes, settings.decode.max_pixels,
                                    working_side(settings))
+        self.gallery_limits = replace(self.limits, max_bytes=settings.decode.gallery_max_bytes,
+                                      max_pixels=settings.decode.gallery_max_pixels)
         self.decode_budget = MemoryBudget(settings.decode.memory_budget_mb * MIB)
         self._engine: Engine | None = None
         self._info: dict[int, tuple[str, str, dict]] | None = None
@@ -148,12 +153,12 @@ class Workspace(Store):
         return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p), descriptor)
 
     def load_stored(self, path: Path) -> DecodedImage:
-        """Decode a stored gallery copy with the workspace limits.
+        """Decode a stored gallery copy with the gallery's limits (``gallery_limits``).
 
         Raises:
             DecodeError: the stored file is unreadable or over the limits.
         """
-        return decode_file(path, self.limits)
+        return decode_file(path, self.gallery_limits)
 
     # -- look-ups --------------------------------------------------------------
     def collection(self, session: Session, name: str, create: bool = False) -> Collection | None:
