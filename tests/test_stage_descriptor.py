@@ -126,3 +126,36 @@ def test_engine_finds_a_heavily_filtered_copy_through_the_descriptor():
     matches = engine.match(copy)
     assert matches and matches[0].gallery_id == 1
     assert matches[0].similarity is not None and matches[0].normalised is not None
+
+
+def test_a_torchscript_export_loads_from_config(tmp_path: Path) -> None:
+    """descriptor.model may name a TorchScript file (the SSCD repository's
+    sscd_disc_mixup.torchscript.pt takes ImageNet-normalised NCHW floats); here a small
+    scripted network with that signature stands in for it. A file that is not a model
+    makes the stage unavailable with the reason."""
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 512, kernel_size=8, stride=8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    path = tmp_path / "sscd_tiny.torchscript.pt"
+    torch.jit.script(Tiny()).save(str(path))
+    st = DescriptorStage(DescriptorSettings(model=str(path)), tmp_path)
+    assert st.ready(), st.status()
+    assert "not normalised" in st.status().reason  # no shipped background for own models
+    vectors = st.compute([_decode(_rgb(n)) for n in GALLERY[:3]])
+    assert vectors.shape == (3, 512) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    again = st.compute([_decode(_rgb(GALLERY[0]))])
+    assert np.allclose(again[0], vectors[0], atol=1e-5)
+    assert st.fingerprint.startswith("descriptor-v") and "sscd_tiny" in st.fingerprint
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    bad = DescriptorStage(DescriptorSettings(model=str(junk)), tmp_path).status()
+    assert not bad.available and "cannot run SSCD model" in bad.reason and bad.fix

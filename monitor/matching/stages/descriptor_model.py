@@ -155,8 +155,12 @@ def _onnx(path: Path) -> OnnxEmbedder:
 
 
 def _torchscript(path: Path) -> TorchScriptEmbedder:
+    import warnings
+
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # deprecated in torch 2.14, yet SSCD ships TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
     module.eval()
     return TorchScriptEmbedder(module, 0)
