@@ -143,8 +143,9 @@ def test_get_signature_is_bound_to_its_target(env) -> None:
     assert replay.status_code == 401
 
 
-def test_upload_is_checked_and_result_names_the_gallery_match(env) -> None:
+def test_upload_is_checked_and_result_names_the_gallery_match(env, caplog) -> None:
     daemon, client = env
+    caplog.set_level("INFO", logger="monitor.worker")
     data = edited_copy()
     r = send(client, "POST", "/v1/submissions", files={"file": ("copy.jpg", data, "image/jpeg")},
              data={"page_url": "https://pirate.example/p/1", "metadata": '{"ref": "A-1"}'})
@@ -159,6 +160,8 @@ def test_upload_is_checked_and_result_names_the_gallery_match(env) -> None:
     with daemon.ws.session() as s:
         cand = s.get(Candidate, status["candidate_id"])
         assert cand.page_url == "https://pirate.example/p/1" and cand.status == "checked"
+    logged = [r.getMessage() for r in caplog.records if r.name == "monitor.worker"]
+    assert any(f"submission job {r.json()['id']}" in m and "violation" in m for m in logged), logged
     # the same bytes again (another key, raw body form): the same submission
     again = send(client, "POST", "/v1/submissions", content=data,
                  headers={"Content-Type": "image/jpeg"}, extra={"Idempotency-Key": "other"})

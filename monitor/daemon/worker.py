@@ -188,12 +188,16 @@ class Workers:
             if status == "error":  # its last attempt: the scan may be complete now
                 self._close_scan(job)
             return
+        took = time.perf_counter() - start
         if isinstance(outcome, int):  # unchanged since last seen: not re-checked
             candidate_id, verdict = outcome, None
         else:
             candidate_id, verdict = outcome.candidate_id, outcome.verdict
-            metrics.check_seconds.observe(time.perf_counter() - start)
+            metrics.check_seconds.observe(took)
             metrics.checks.labels(verdict.value).inc()
+        log.info("%s: %s job %s from %s: candidate %s %s in %.0f ms", name, job.kind, job.id,
+                 job.source, candidate_id, verdict.value if verdict else "unchanged",
+                 1000 * took)
         if queue.complete(db, job, candidate_id):
             self._cleanup(job)
             self._close_scan(job)
