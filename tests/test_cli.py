@@ -202,3 +202,25 @@ def test_since_accepts_relative_and_named_times() -> None:
 def test_report_since_bad_value_is_a_usage_error(deploy: Path) -> None:
     res = runner.invoke(app, ["report", "--since", "soonish"])
     assert res.exit_code == 2 and "today or yesterday" in res.output
+
+
+def test_dupes_links_the_same_artwork_by_descriptor_and_shows_why(deploy: Path, photos) -> None:
+    """A cropped, shrunk, faded copy of a gallery photo is too far for a 6-bit pHash link
+    (16 bits) but its SSCD similarity (0.90)
+    links it; every link prints its pHash distance and SSCD similarity."""
+    from PIL import ImageEnhance
+
+    g = deploy / "g"
+    g.mkdir()
+    astro = photos["astronaut"]
+    astro.save(g / "astronaut.png")
+    w, h = astro.size
+    ImageEnhance.Color(astro.crop((w // 10, 0, w, h - h // 10)).resize((300, 300))).enhance(
+        0.3).save(g / "astronaut-crop.jpg", quality=70)  # cropped, smaller, faded
+    photos["coffee"].save(g / "coffee.png")
+    run("gallery", "add", "g", "--collection", "art")
+    out = run("dupes", "art").stdout
+    link = re.search(r"~ \d+: pHash (\d+) bits, SSCD similarity (0\.\d+)", out)
+    assert "astronaut-crop.jpg" in out and "coffee.png" not in out and link, out
+    assert int(link.group(1)) > 6 and float(link.group(2)) >= 0.85
+    assert "astronaut-crop.jpg" not in run("dupes", "art", "--min-similarity", "0.999").stdout

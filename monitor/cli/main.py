@@ -287,15 +287,22 @@ def dupes(
                                                       help="Collection to look inside.")],
     max_distance: Annotated[int, typer.Option(help="pHash radius, bits of 64.", min=0,
                                               max=64)] = 6,
+    min_similarity: Annotated[float, typer.Option(
+        help="SSCD cosine similarity that also links two images (same artwork resized, "
+        "cropped or recoloured).", min=-1.0, max=1.0)] = 0.85,
 ) -> None:
-    """List groups of near-duplicate images inside a collection."""
+    """List groups of near-duplicate images inside a collection, with the pHash distance
+    and SSCD similarity of each link."""
     from monitor.services.explore import dupes as find_dupes
 
     ws = workspace()
     info = ws.gallery_info()
-    groups = find_dupes(ws, collection, max_distance)
+    groups = find_dupes(ws, collection, max_distance, min_similarity)
     for n, group in enumerate(groups, 1):
-        typer.echo(f"group {n}: " + "  ".join(f"{g}:{info[g][0]}" for g in group))
+        typer.echo(f"group {n}: " + "  ".join(f"{g}:{info[g][0]}" for g in group.ids))
+        for lk in group.links:
+            sim = "" if lk.similarity is None else f", SSCD similarity {lk.similarity:.2f}"
+            typer.echo(f"  {lk.a} ~ {lk.b}: pHash {lk.distance} bits{sim}")
     err.print(f"{len(groups)} near-duplicate group(s) in {collection}")
 
 
