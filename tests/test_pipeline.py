@@ -125,3 +125,25 @@ def test_unknown_collection_is_refused_before_reading(ws: Workspace, photos, oth
     with ws.session() as s:
         assert not s.exec(select(Candidate)).all()
 
+
+
+def test_step_fires_once_per_candidate_as_it_is_matched(ws: Workspace, photos, others) -> None:
+    """The CLI's progress bar advances on ``step``: once per candidate, bad ones included,
+    before the chunk's results are yielded."""
+    import threading
+
+    items = _inputs(photos, others) + [CandidateInput("q/bad.jpg", data=b"not an image")]
+    steps: list[int] = []
+    lock = threading.Lock()
+
+    def step() -> None:
+        with lock:
+            steps.append(1)
+
+    seen_before_first, verdicts = [], []
+    for result in check_items(ws, items, workers=2, step=step):
+        if not verdicts:
+            seen_before_first.append(len(steps))
+        verdicts.append(result.verdict.value)
+    assert len(steps) == len(items) and seen_before_first == [len(items)]
+    assert verdicts[-1] == "error"

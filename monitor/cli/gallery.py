@@ -106,12 +106,15 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="key=value metadata (title, owner, sku, licence URL); repeatable.")] = None,
     ) -> None:
         """Register images as protected (idempotent by sha256)."""
+        from monitor.intake.inputs import expand
         from monitor.services.gallery import add_paths
 
         ws = workspace()
+        view.load_engine(err, ws)
         view.warn_unavailable(err, ws)
-        with view.progress(err, "adding", enabled=True) as tick:
-            results = add_paths(ws, paths, collection, _parse_meta(meta or []),
+        located = [i.location for i in expand(paths)]  # folders walked once, for the total
+        with view.progress(err, "adding", enabled=True, total=len(located)) as tick:
+            results = add_paths(ws, located, collection, _parse_meta(meta or []),
                                 progress=lambda _: tick())
         counts = {s: sum(r.status == s for r in results) for s in ("added", "exists", "error")}
         for r in results:

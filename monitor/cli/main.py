@@ -162,16 +162,20 @@ def check(
     --fail-on; 2 usage or configuration error; 3 a candidate could not be checked
     (missing, empty, not an image, fetch failed); 4 a service failed.
     """
+    from monitor.intake.inputs import expand
     from monitor.services.check import check as run_check
 
     ws = workspace()
+    view.load_engine(err, ws)
     view.warn_unavailable(err, ws)
     warn_empty(ws, collection)
     info = ws.gallery_info()
-    with view.progress(err, "checking", enabled=format == Format.table) as tick:
+    located = [i.location for i in expand(inputs)]  # a folder walked once, for the total
+    with view.progress(err, "checking", enabled=format == Format.table,
+                       total=len(located)) as tick:
         results = []
         emit = stream(format, info)
-        for r in run_check(ws, inputs, collection, progress=lambda _: tick()):
+        for r in run_check(ws, located, collection, step=tick):
             emit(r)
             results.append(r)
     if format == Format.table:

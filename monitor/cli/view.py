@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -44,16 +51,27 @@ STATUS_WIDTH = len("confirmed")
 
 
 @contextmanager
-def progress(console: Console, label: str, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A Rich progress counter on stderr; yields a ``tick()`` callable."""
+def progress(console: Console, label: str, enabled: bool,
+             total: int | None = None) -> Iterator[Callable[[], None]]:
+    """A Rich progress bar on stderr, with the time left when ``total`` is known; yields a
+    thread-safe ``tick()`` callable (Rich's ``Progress`` takes updates from any thread)."""
     if not enabled:
         yield lambda: None
         return
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=console, transient=True)
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if total is not None:
+        columns += [TextColumn("left"), TimeRemainingColumn()]
+    bar = Progress(*columns, console=console, transient=True)
     with bar:
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(label, total=total)
         yield lambda: bar.advance(task)
+
+
+def load_engine(console: Console, ws: Workspace) -> None:
+    """Load the gallery's indices under a spinner that says so (seconds on a large
+    gallery; features of new images are extracted then)."""
+    with console.status("loading the gallery's indices", spinner="dots"):
+        ws.engine()
 
 
 def warn_unavailable(console: Console, ws: Workspace) -> None:

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from monitor.errors import DecodeError, MonitorError
 from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
@@ -70,28 +72,33 @@ class CandidateInput:
 
 def check(ws: Workspace, inputs: list[str], collection: str | None = None,
           scan_id: int | None = None, workers: int = 2,
-          progress: Callable[[CheckResult], None] | None = None) -> Iterator[CheckResult]:
+          progress: Callable[[CheckResult], None] | None = None,
+          step: Callable[[], None] | None = None) -> Iterator[CheckResult]:
     """Check every input (files, folders, URLs) and yield one result per candidate.
+
+    ``progress`` gets each result as it is yielded (in input order, a chunk at a time);
+    ``step`` is called as each candidate finishes matching (for a smooth progress bar).
 
     Raises:
         StageUnavailable: CLIP cannot load and ``clip.required`` is true.
         NotFound: ``collection`` does not exist.
     """
     items = (CandidateInput(i.location) for i in expand(inputs))
-    return check_items(ws, items, collection, scan_id, workers, progress)
+    return check_items(ws, items, collection, scan_id, workers, progress, step=step)
 
 
 def check_items(ws: Workspace, items: Iterable[CandidateInput], collection: str | None = None,
                 scan_id: int | None = None, workers: int = 2,
                 progress: Callable[[CheckResult], None] | None = None,
-                record: bool = True) -> Iterator[CheckResult]:
+                record: bool = True, step: Callable[[], None] | None = None
+                ) -> Iterator[CheckResult]:
     """Check prepared :class:`CandidateInput` items in chunks of :data:`CHUNK`, yielding
     results in input order. With ``record`` false nothing is written (a search).
 
     Raises:
         NotFound: ``collection`` does not exist (before any item is read).
     """
-    pipeline = Pipeline(ws, collection_ids(ws, collection), record)
+    pipeline = Pipeline(ws, collection_ids(ws, collection), record, step)
     items = list(items)
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and len(items) > 1 else None
     try:
@@ -124,10 +131,12 @@ class Pipeline:
         ws: the workspace (engine loaded on first use).
         allowed: gallery ids the candidate may match (a collection), or None for all.
         record: write candidates and outcomes to the store (False for a search).
+        step: called (from a worker thread) as each candidate finishes matching.
     """
 
-    def __init__(self, ws: Workspace, allowed: set[int] | None, record: bool) -> None:
-        self.ws, self.allowed, self.record = ws, allowed, record
+    def __init__(self, ws: Workspace, allowed: set[int] | None, record: bool,
+                 step: Callable[[], None] | None = None) -> None:
+        self.ws, self.allowed, self.record, self.step = ws, allowed, record, step
         self.engine = ws.engine()
         self.info = ws.gallery_info()
 
@@ -142,12 +151,18 @@ class Pipeline:
         good = [it for it in chunk if it.decoded is not None]
         vectors = self.engine.embed([it.decoded for it in good])
         vec = {id(it): (None if vectors is None else vectors[k]) for k, it in enumerate(good)}
-        found = list(each(lambda it: self.engine.match(it.decoded, vec[id(it)], self.allowed)
-                          if it.decoded else [], chunk))
+        found = list(each(lambda it: self._match(it, vec.get(id(it))), chunk))
         for it, matches in zip(chunk, found, strict=True):
             result = self._finish(it, matches)
             it.decoded = it.row = None  # free pixels early
             yield result
+
+    def _match(self, item: CandidateInput, vector: np.ndarray | None) -> list[Match]:
+        found = (self.engine.match(item.decoded, vector, self.allowed)
+                 if item.decoded else [])
+        if self.step is not None:
+            self.step()
+        return found
 
     def _read(self, item: CandidateInput) -> None:
         if item.data is None and item.error is None:
