@@ -8,9 +8,14 @@ scripts/setup.sh
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}  # no hub here; CLIP reports itself unavailable
 corpus=""
 if [ -x ../shared/corpus/build.sh ] && [ "$(id -u)" = 0 ]; then
-  PATH="$PWD/.venv/bin:$PATH" ../shared/corpus/build.sh /tmp/monitor-corpus >/dev/null 2>&1 \
+  echo "demo: installing Debian packages of real images (opencv-doc, mate-backgrounds," \
+       "plasma-workspace-wallpapers, openclipart-png, stellarium-data) and copying them" \
+       "to /tmp/monitor-corpus; log in /tmp/monitor-corpus.log"
+  PATH="$PWD/.venv/bin:$PATH" ../shared/corpus/build.sh /tmp/monitor-corpus \
+    >/tmp/monitor-corpus.log 2>&1 \
     && corpus="--corpus /tmp/monitor-corpus" || echo "corpus build skipped; using scikit-image photos only"
 fi
+[ -d demo ] && echo "demo: replacing the previous demo/ folder (its database, report and copies)"
 rm -rf demo && .venv/bin/python scripts/make_demo.py demo $corpus
 cd demo
 ../.venv/bin/monitor init
