@@ -329,3 +329,33 @@ def test_cli_alerts_send_and_digest(deploy: Path, photos, others, smtp) -> None:
     res = runner.invoke(app, ["alerts", "digest"])
     assert res.exit_code == 0 and "nothing new" in res.stdout
     assert len(sink.envelopes) == 4
+
+
+def test_violations_found_before_smtp_is_configured_are_sent_once_it_is(deploy: Path, photos,
+                                                                        others, smtp) -> None:
+    """Alerts are queued whatever the mail settings: with no [smtp] nothing is sent and the
+    rows wait; configured later (same data folder), `alerts send` delivers the backlog to
+    smtp.recipients."""
+    port, sink = smtp
+    ws = make_ws(deploy, photos)  # no SMTP yet
+    populate(ws, photos, others)
+    assert send_pending_alerts(ws) == 0
+    with ws.session() as s:
+        waiting = s.exec(select(Alert).where(Alert.kind == "immediate")).all()
+    assert len(waiting) == 3 and {a.status for a in waiting} == {"pending"}
+    later = make_ws(deploy, photos, port=port)  # the same deployment, mail now configured
+    assert send_pending_alerts(later) == 3 and len(sink.envelopes) == 3
+    assert all(sorted(e.rcpt_tos) == sorted(RECIPIENTS) for e in sink.envelopes)
+
+
+def test_alerts_send_without_smtp_says_how_to_set_it(deploy: Path) -> None:
+    """The refusal names the section and keys to add (the [smtp] table is not eaten as
+    terminal markup) and that the backlog waits."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    res = CliRunner().invoke(app, ["alerts", "send"])
+    assert res.exit_code == 2
+    assert "[smtp]" in res.output and 'host = "smtp.example.org"' in res.output
+    assert "stay queued" in res.output

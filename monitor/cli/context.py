@@ -16,6 +16,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from monitor.config import config_path, load_settings
 from monitor.errors import MonitorError
@@ -65,6 +66,6 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except MonitorError as exc:
-            err.print(f"[bold red]error[/] ({exc.code}): {exc}")
+            err.print(f"[bold red]error[/] ({exc.code}): {escape(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
     return wrapper

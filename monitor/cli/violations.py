@@ -75,6 +75,12 @@ def _actor() -> str:
         return "cli"
 
 
+MAIL_OFF = ("e-mail is off: smtp.host is not set. Add to config.toml\n  [smtp]\n"
+            '  host = "smtp.example.org"\n  recipients = ["you@example.org"]\n'
+            "(password from MONITOR_SMTP__PASSWORD or smtp.password_file); violations found "
+            "meanwhile stay queued and are sent then")
+
+
 def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Callable) -> None:
     """Attach the ``violations`` and ``alerts`` command groups to ``app``."""
     vio = typer.Typer(help="Review recorded violations.", no_args_is_help=True)
@@ -197,7 +203,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
 
         ws = workspace()
         if not ws.settings.smtp.host:
-            raise ConfigError("smtp.host is not set; e-mail is disabled")
+            raise ConfigError(MAIL_OFF)
         n = send_pending_alerts(ws)
         waiting = pending_alerts(ws, "immediate")
         typer.echo(f"sent {n} alert(s); {len(waiting)} pending")
@@ -215,7 +221,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
 
         ws = workspace()
         if not ws.settings.smtp.host:
-            raise ConfigError("smtp.host is not set; e-mail is disabled")
+            raise ConfigError(MAIL_OFF)
         alert = send_digest(ws, now)
         if alert is None:
             typer.echo("nothing new; no digest sent")

@@ -253,10 +253,12 @@ def collection_ids(ws: Workspace, collection: str | None) -> set[int] | None:
 
 def alert_channels(ws: Workspace) -> list[tuple[str, str]]:
     """``(kind, recipients)`` of the outbox rows a new violation gets: immediate mail when
-    ``alerts.immediate`` and SMTP are configured, the outbound webhook when set."""
+    ``alerts.immediate`` (queued even before SMTP is configured: ``alerts send`` delivers
+    the backlog once it is; empty recipients mean ``smtp.recipients`` at sending time), the
+    outbound webhook when set."""
     alerts, smtp = ws.settings.alerts, ws.settings.smtp
     out = []
-    if alerts.immediate and smtp.host:
+    if alerts.immediate:
         out.append(("immediate", ",".join(smtp.recipients)))
     if alerts.webhook_url:
         out.append(("webhook", alerts.webhook_url))
