@@ -211,7 +211,14 @@ def doctor(console: Console, config: Path | None) -> bool:
     table.add_row("gallery", "[green]ok[/]" if sizes else "[yellow]empty[/]",
                   Wrapped(", ".join(f"{n}: {k} image(s)" for n, k in sizes.items())
                           or "no protected image yet: monitor gallery add PATH"))
-    for s in ws.engine().statuses():
+    engine = ws.engine()
+    held = {"local features": len(engine.local_index.ids()) if engine.local else None,
+            "SSCD vectors": (len(engine.descriptor_index) if engine.descriptor_index is not None
+                             else 0) if engine.descriptor else None,
+            "structure signatures": len(engine.structure) if engine.descriptor else None}
+    table.add_row("indices", "[green]ok[/]", Wrapped(", ".join(
+        f"{k}: {v}" for k, v in held.items() if v is not None) + f" ({ws.index_dir})"))
+    for s in engine.statuses():
         state = ("[green]available[/]" if s.available else
                  "[dim]disabled[/]" if not s.enabled else "[yellow]unavailable[/]")
         table.add_row(f"stage {s.name}", state, Wrapped(
