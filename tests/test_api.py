@@ -373,7 +373,7 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
     assert doc["candidate"]["source"] == "https://pirate.example/r.jpg"
     assert doc["protected"]["path"].endswith("rocket.png") and doc["scores"]["stage"] == "hash"
     with ws.session() as s:
-        alert = s.execute(select(Alert)).scalar_one()
+        alert = s.execute(select(Alert).where(Alert.kind == "webhook")).scalar_one()
     assert alert.status == "sent" and alert.attempts == 2 and alert.sent_at is not None
     assert headers["X-Monitor-Delivery"] == str(alert.id)
 
