@@ -66,7 +66,8 @@ def test_remove_after_review_archives_and_keeps_the_evidence(ws, deploy: Path, p
         row = s.get(ProtectedImage, astro)
         assert row.archived_at is not None and row.archived_by == getpass.getuser()
         assert s.get(Violation, 1).status == "confirmed" and s.get(Violation, 2) is not None
-        assert len(s.exec(select(Alert).where(Alert.violation_id.in_([1, 2]))).all()) == 2
+        kept = s.exec(select(Alert).where(Alert.violation_id.in_([1, 2]))).all()
+        assert sorted(a.kind for a in kept) == ["immediate", "immediate", "webhook", "webhook"]
     assert [(e.actor, e.to_status) for e in history(fresh, 1)] == [("alice", "confirmed")]
     item = get_item(fresh, 1)
     assert (fresh.data_dir / item.evidence_path).is_file()
@@ -130,7 +131,7 @@ def test_purge_deletes_archived_images_with_their_evidence(ws, deploy: Path) -> 
         assert s.exec(select(Alert).where(Alert.violation_id == 1)).all() == []
         cand = s.exec(select(Candidate).where(Candidate.source == ASTRO_URL)).one()
         assert cand.evidence_path is None  # the candidate stays as a record of the check
-        assert len(s.exec(select(Alert)).all()) == 2
+        assert len(s.exec(select(Alert)).all()) == 4  # mail and webhook, the other 2
     assert history(ws, 1) == []
     assert not evidence.exists() and not stored.exists()
     assert (ws.data_dir / get_item(ws, 3).evidence_path).is_file()
