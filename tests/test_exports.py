@@ -147,6 +147,12 @@ def test_takedown_draft_has_both_hashes_urls_and_the_512_elements(ws, tmp_path: 
         assert needle in text, needle
     for element in ("(i)", "(ii)", "(iii)", "(iv)", "(v)", "(vi)"):
         assert element in text
+    # an abuse desk gets public addresses and plain words; figures go to the appendix
+    assert p.stored_path not in text and str(Path(p.path).parent) not in text
+    assert f"File:             {Path(p.path).name}" in text
+    body, appendix = text.split("Appendix: technical evidence")
+    assert "is a copy of the work above" in body and "pHash Hamming distance" not in body
+    assert "pHash Hamming distance" in appendix and p.sha256 in appendix
     res = CliRunner().invoke(app, ["violations", "takedown", "1", "--out",
                                    str(tmp_path / "n.txt")])
     assert res.exit_code == 0, res.output
