@@ -40,7 +40,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         ws = workspace()
         with view.progress(err, "embedding", enabled=True) as tick:
             done = do_build(ws, folder.expanduser(), out.expanduser(), limit,
-                            progress=lambda n: [tick() for _ in range(n)])
+                            progress=tick)
         err.print(f"{done.embedded} images embedded, {done.skipped} skipped, written to "
                   f"{done.path}; set descriptor.background = \"{done.path}\" in config.toml")
 

@@ -16,6 +16,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.text import Text
 
+from monitor.outcome.exports import csv_cell as cell
+
 ELLIPSIS = "…"
 _URL = re.compile(r"([a-z][a-z0-9+.-]*://)([^/]*)", re.IGNORECASE)
 _PIECE = re.compile(r"\s+|[^\s/]*/+|[^\s/]+")
@@ -119,17 +121,6 @@ def name_width(console: Console) -> int:
     of the console, at least 24 (a camera's IMG_20240612_104233.jpg stays whole at 80
     columns)."""
     return max(24, console.width // 4)
-
-
-def cell(value: object) -> str:
-    """A value as CSV text: nothing for None, JSON for lists and dicts."""
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def csv_writer(columns: Iterable[str]) -> Callable[[dict[str, Any]], None]:

@@ -105,9 +105,8 @@ def when(text: str | None, option: str) -> datetime | None:
 def warn_empty(ws, collection: str | None) -> None:
     """Say so when nothing is protected (in ``collection``): every candidate would come
     back clean, which must not pass for a clean result."""
-    from monitor.services.gallery import list_gallery
-
-    if list_gallery(ws, collection):
+    sizes = ws.gallery_sizes()
+    if (sizes.get(collection, 0) if collection else sum(sizes.values())):
         return
     where = f"collection {collection!r} holds" if collection else "the gallery holds"
     err.print(f"[yellow]warning[/] {where} no protected image: every candidate will be "

@@ -54,9 +54,9 @@ STATUS_WIDTH = len("confirmed")
 def progress(console: Console, label: str, enabled: bool,
              total: int | None = None) -> Iterator[Callable[[], None]]:
     """A Rich progress bar on stderr, with the time left when ``total`` is known; yields a
-    thread-safe ``tick()`` callable (Rich's ``Progress`` takes updates from any thread)."""
+    thread-safe ``tick(n=1)`` callable (Rich's ``Progress`` takes updates from any thread)."""
     if not enabled:
-        yield lambda: None
+        yield lambda n=1: None
         return
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     if total is not None:
@@ -64,7 +64,7 @@ def progress(console: Console, label: str, enabled: bool,
     bar = Progress(*columns, console=console, transient=True)
     with bar:
         task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda n=1: bar.advance(task, n)
 
 
 def load_engine(console: Console, ws: Workspace) -> None:

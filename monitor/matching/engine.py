@@ -173,11 +173,12 @@ class Engine:
             if self.descriptor_index is None:
                 self.descriptor_index = DenseIndex(len(entry.descriptor))
             self.descriptor_index.add(np.array([entry.gallery_id]), entry.descriptor[None, :])
-        if self.local is not None or self.descriptor is not None:
+        signed = self.descriptor_ready()
+        if self.local is not None or signed:
             image = image or entry.load()
         if self.local is not None:
             self.local_index.add(entry.gallery_id, self.local.compute(image, gallery=True))
-        if self.descriptor is not None:
+        if signed:
             self.structure.add(entry.gallery_id, gallery_signature(image))
 
     def remove(self, ids: list[int]) -> None:
@@ -238,7 +239,7 @@ class Engine:
         """
         if self.local is not None:
             self.local_index.save(folder / "local.npz", self.fingerprint())
-        if self.descriptor is not None:
+        if self.descriptor_ready():
             self.structure.save(folder / "structure.npz", STRUCTURE_FINGERPRINT)
 
     def load(self, folder: Path, entries: list[GalleryEntry],
@@ -261,17 +262,18 @@ class Engine:
                                              if e.descriptor is not None],
                                             self.descriptor_ready)
         loaded = LocalIndex.load(folder / "local.npz", fp) if self.local else None
+        sig = self.descriptor_ready()  # signatures serve the descriptor's neighbours only
         signed = (SignatureStore.load(folder / "structure.npz", STRUCTURE_FINGERPRINT,
-                                      STRUCTURE_SIDE ** 2) if self.descriptor else None)
+                                      STRUCTURE_SIDE ** 2) if sig else None)
         self.local_index = loaded or LocalIndex()
         self.structure = signed or SignatureStore(STRUCTURE_SIDE ** 2)
-        changed = bool((self.local and loaded is None) or (self.descriptor and signed is None))
+        changed = bool((self.local and loaded is None) or (sig and signed is None))
         for store in (self.local_index, self.structure):
             extra = sorted(set(store.ids()) - set(wanted))
             store.remove(extra)
             changed |= bool(extra)
         no_local = set(wanted) - set(self.local_index.ids()) if self.local else set()
-        no_sig = set(wanted) - set(self.structure.ids()) if self.descriptor else set()
+        no_sig = set(wanted) - set(self.structure.ids()) if sig else set()
         for gid in sorted(no_local | no_sig):
             image = wanted[gid].load()
             if gid in no_local:

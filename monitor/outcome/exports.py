@@ -70,10 +70,12 @@ def to_json(ws: Store, items: list[ReportItem], *, generated: datetime,
     return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
+    """A value as CSV text: nothing for None, compact JSON for dicts, lists and tuples,
+    ``true``/``false`` for booleans."""
     if value is None:
         return ""
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -87,5 +89,5 @@ def to_csv(ws: Store, items: list[ReportItem]) -> str:
     writer.writerow(COLUMNS)
     for item in items:
         row = item_row(ws, item)
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
+        writer.writerow([csv_cell(row[c]) for c in COLUMNS])
     return buf.getvalue()

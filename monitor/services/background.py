@@ -21,6 +21,7 @@ from monitor.errors import InvalidRequest, MonitorError, StageUnavailable
 from monitor.imaging.decode import decode_file
 from monitor.intake.inputs import walk
 from monitor.matching import background
+from monitor.matching.stages.descriptor import DescriptorStage
 from monitor.services.workspace import Workspace
 
 BATCH = 32
@@ -46,10 +47,10 @@ def build(ws: Workspace, folder: Path, out: Path, limit: int | None = None,
     """
     if not folder.is_dir():
         raise InvalidRequest(f"{folder} is not a folder")
-    engine = ws.engine()
-    if not engine.descriptor_ready():
-        st = next(s for s in engine.statuses() if s.name == "descriptor")
-        raise StageUnavailable("descriptor", st.reason, st.fix)
+    stage = DescriptorStage(ws.settings.descriptor, ws.settings.root)  # no gallery load
+    status = stage.status()
+    if not status.available:
+        raise StageUnavailable("descriptor", status.reason, status.fix)
     paths = sorted(walk(folder))[:limit]
     vectors, skipped = [], 0
     for start in range(0, len(paths), BATCH):
@@ -60,7 +61,7 @@ def build(ws: Workspace, folder: Path, out: Path, limit: int | None = None,
             except (MonitorError, OSError):
                 skipped += 1
         if images:
-            vectors.append(engine.describe(images))
+            vectors.append(stage.compute(images))
         if progress:
             progress(len(paths[start:start + BATCH]))
     if not vectors:

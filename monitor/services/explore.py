@@ -71,15 +71,11 @@ def dupes(ws: Workspace, collection: str, max_distance: int = 6,
     index = BinaryIndex(8)
     index.add(np.repeat(ids, [len(c) for c in codes.values()]),
               np.concatenate(list(codes.values())))
-    pairs: dict[tuple[int, int], Link] = {}
-    for gid in ids:
-        for other, _ in index.search(codes[gid][0], max_distance):
-            pairs.setdefault((min(gid, other), max(gid, other)), None)
-    for gid, other in _similar(ws, set(ids), min_similarity):
-        pairs.setdefault((min(gid, other), max(gid, other)), None)
+    near = [(gid, other) for gid in ids for other, _ in index.search(codes[gid][0], max_distance)]
+    pairs = {(min(a, b), max(a, b)) for a, b in near + _similar(ws, set(ids), min_similarity)}
     vectors = _descriptors(ws, ids)
     links = [Link(a, b, _hamming(codes[a], codes[b]), _cosine(vectors, a, b))
-             for a, b in pairs if a != b]
+             for a, b in sorted(pairs) if a != b]
     return _components(ids, links)
 
 

@@ -118,8 +118,12 @@ class DescriptorStage:
         return f"SSCD {s.model} ({self._embedder.dim}-d, {s.side}x{s.side}), {norm}"
 
     def ready(self) -> bool:
-        """True when the stage can run (loads the model on first call)."""
-        return self.status().available
+        """True when the stage can run (loads the model on first call); cheap after that,
+        as it is asked once per candidate."""
+        if not self.settings.enabled:
+            return False
+        self._load()
+        return self._failure is None
 
     def _require(self) -> descriptor_model.Embedder:
         st = self.status()
