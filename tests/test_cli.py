@@ -107,7 +107,9 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
     assert re.search(r"gallery\s+.*ok\s+.*portfolio: 7 image", doctor), doctor
     flat = re.sub(r"[│\s]+", " ", doctor)  # the table wraps long details
     assert "config defaults not found: defaults in use" in flat, flat
-    assert "local features: 7, SSCD vectors: 7, structure signatures: 7" in flat, flat
+    assert "pHash: 7 (flat), SSCD: 7 (flat)" in flat, flat
+    assert re.search(r"verification records: 7 \([\d.]+ MB on disk\), keypoint vote: \d+ "
+                     r"descriptors", flat), flat
     assert re.search(r"stage descriptor\s+.*available\s+.*SSCD sscd_distilled", doctor)
     bad = run("search", "--text", "a red rocket", code=2)
     assert "clip" in bad.output and "unavailable" in bad.output

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from monitor.config import load_settings
@@ -31,12 +31,13 @@ def test_index_rebuilt_when_missing_and_reconciled(deploy: Path, photos) -> None
     ws = Workspace(load_settings())
     added = add_paths(ws, _gallery(deploy, photos), "c")
     rocket = next(r.gallery_id for r in added if r.path.endswith("rocket.png"))
-    index_file = deploy / "data" / "indices" / "local.npz"
-    assert index_file.exists()
-    index_file.unlink()
+    folder = deploy / "data" / "indices"
+    assert (folder / "features").is_dir() and (folder / "hash.npz").exists()
+    shutil.rmtree(folder)
     fresh = Workspace(load_settings())
     assert sorted(fresh.engine().local_index.ids()) == sorted(r.gallery_id for r in added)
-    assert index_file.exists() and _finds(fresh, photos) == rocket
+    assert len(fresh.engine().hash_index) == len(added)
+    assert (folder / "features").is_dir() and _finds(fresh, photos) == rocket
 
     remove(fresh, [str(rocket)])
     again = Workspace(load_settings())
@@ -47,19 +48,22 @@ def test_index_rebuilt_when_missing_and_reconciled(deploy: Path, photos) -> None
 def test_stale_index_after_settings_change(deploy: Path, photos, monkeypatch) -> None:
     ws = Workspace(load_settings())
     add_paths(ws, _gallery(deploy, photos), "c")
-    before = np.load(deploy / "data" / "indices" / "local.npz")["__fingerprint__"]
+    counts = [len(ws.engine().local_index.features(g)[0]) for g in ws.engine().local_index.ids()]
     monkeypatch.setenv("MONITOR_LOCAL__GALLERY_FEATURES", "300")
     changed = Workspace(load_settings())
-    assert len(changed.engine().local_index) == 3
-    after = np.load(deploy / "data" / "indices" / "local.npz")["__fingerprint__"]
-    assert str(before) != str(after)
+    engine = changed.engine()
+    assert len(engine.local_index) == 3
+    after = [len(engine.local_index.features(g)[0]) for g in engine.local_index.ids()]
+    assert max(after) <= 301 < max(counts)  # OpenCV may keep one tie past nfeatures
+    again = Workspace(load_settings()).engine()  # the rebuilt store was saved: reused
+    assert [len(again.local_index.features(g)[0]) for g in again.local_index.ids()] == after
 
 
 def test_gallery_without_descriptors_is_backfilled_and_signatures_cached(deploy: Path,
                                                                         photos) -> None:
     """Images added before the descriptor stage (no SSCD vector, as after migration 0005)
     are embedded when the engine loads, stored, and indexed; structure signatures are
-    saved beside the local index and reconciled like it."""
+    kept in the feature store beside the local features and reconciled like them."""
     from sqlalchemy import update
     from sqlmodel import select
 
@@ -70,12 +74,12 @@ def test_gallery_without_descriptors_is_backfilled_and_signatures_cached(deploy:
     with ws.session() as s:
         s.execute(update(ProtectedImage).values(descriptor_vector=None, descriptor_model=None))
         s.commit()
-    (deploy / "data" / "indices" / "structure.npz").unlink()
+    (deploy / "data" / "indices" / "descriptor.npz").unlink()
     fresh = Workspace(load_settings())
     engine = fresh.engine()
     assert len(engine.descriptor_index) == len(added)
-    assert sorted(engine.structure.ids()) == sorted(r.gallery_id for r in added)
-    assert (deploy / "data" / "indices" / "structure.npz").exists()
+    assert all(engine.local_index.signature(r.gallery_id) is not None for r in added)
+    assert (deploy / "data" / "indices" / "descriptor.npz").exists()
     with fresh.session() as s:
         rows = s.exec(select(ProtectedImage)).all()
         assert all(r.descriptor_vector is not None and len(r.descriptor_vector) == 512 * 4

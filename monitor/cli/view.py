@@ -212,12 +212,9 @@ def doctor(console: Console, config: Path | None) -> bool:
                   Wrapped(", ".join(f"{n}: {k} image(s)" for n, k in sizes.items())
                           or "no protected image yet: monitor gallery add PATH"))
     engine = ws.engine()
-    held = {"local features": len(engine.local_index.ids()) if engine.local else None,
-            "SSCD vectors": (len(engine.descriptor_index) if engine.descriptor_index is not None
-                             else 0) if engine.descriptor else None,
-            "structure signatures": len(engine.structure) if engine.descriptor else None}
+    held = _held(engine)
     table.add_row("indices", "[green]ok[/]", Wrapped(", ".join(
-        f"{k}: {v}" for k, v in held.items() if v is not None) + f" ({ws.index_dir})"))
+        f"{k}: {v}" for k, v in held.items()) + f" ({ws.index_dir})"))
     for s in engine.statuses():
         state = ("[green]available[/]" if s.available else
                  "[dim]disabled[/]" if not s.enabled else "[yellow]unavailable[/]")
@@ -225,3 +222,22 @@ def doctor(console: Console, config: Path | None) -> bool:
             " ".join(x for x in (s.reason, f"fix: {s.fix}" if s.fix else "") if x)))
     out.print(table)
     return True
+
+
+def _held(engine) -> dict[str, str]:
+    """What the engine's indices hold, for ``doctor``: images and index kind per signal."""
+    def sized(index) -> str:
+        return f"{len(index)} ({index.kind})" if index is not None else "0"
+
+    store = engine.local_index.store
+    held = {"pHash": sized(engine.hash_index)}
+    if engine.descriptor:
+        held["SSCD"] = sized(engine.descriptor_index)
+    if engine.clip:
+        held["CLIP"] = sized(engine.clip_index)
+    held["verification records"] = f"{len(store)} ({store.disk_bytes / 2**20:.1f} MB on disk)"
+    if engine.local:
+        vote = engine.local_index.vote
+        held["keypoint vote"] = ("off" if vote is None
+                                 else f"{vote.descriptor_count} descriptors")
+    return held

@@ -24,6 +24,7 @@ from monitor.config.daemon import (
     SmtpSettings,
     SourceSettings,
 )
+from monitor.config.retrieval import RetrievalSettings
 from monitor.errors import ConfigError
 
 
@@ -148,6 +149,13 @@ class LocalSettings(_Section):
         3, description="Rectangular sub-images (a copy pasted into a screenshot, page or meme) "
         "checked on their own when the whole candidate has no verified hit; 0 disables.")
     shortlist: int = Field(8, description="Gallery images verified per candidate after voting.")
+    vote: bool = Field(
+        True, description="Also shortlist gallery images by voting with the candidate's "
+        "keypoints in an index of every gallery keypoint (finds copies no global signal "
+        "retrieves; costs about 80 KB of memory per protected image).")
+    vote_max_gallery: int = Field(
+        20_000, ge=0, description="The keypoint vote runs only while the gallery holds at "
+        "most this many images (its index grows with the gallery; retrieval does not).")
     min_inliers: int = Field(10, description="RANSAC inliers below which no match is reported.")
     corroborate_min_inliers: int = Field(
         6, description="Lower inlier floor of weak homographies (below min_inliers): such hits "
@@ -202,6 +210,7 @@ class Settings(BaseSettings):
     clip: ClipSettings = ClipSettings()
     descriptor: DescriptorSettings = DescriptorSettings()
     local: LocalSettings = LocalSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     rules: RulesSettings = RulesSettings()
     report: ReportSettings = ReportSettings()
     server: ServerSettings = ServerSettings()

