@@ -64,6 +64,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/monitor-scale"))
     p.add_argument("--rebuild", action="store_true", help="rebuild galleries already on disk")
     p.add_argument("--json", action="store_true", help="one JSON line per size")
+    p.add_argument("--build-only", action="store_true", help="build the galleries, measure nothing")
     return p.parse_args(argv)
 
 
@@ -87,7 +88,8 @@ def _sources(args: argparse.Namespace, sp: dataset.Split, engine) -> list[tuple]
     from monitor.matching.stages.structure import gallery_signature
 
     used = set(sp.gallery) | {q.origin for q in sp.queries}
-    files = [f for f in dataset.corpus_files(args.corpus) if str(f) not in used]
+    files = [f for group in dataset.corpus_files(args.corpus).values() for f in group
+             if str(f) not in used]
     rng = np.random.default_rng(args.seed)
     out = []
     for i in rng.permutation(len(files)):
@@ -187,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         built: dict = {}
         if args.rebuild or not (folder / "built.json").exists():
             built = build(args, n, sp, folder)
+        if args.build_only:
+            print(json.dumps({"gallery": n, "built": str(folder), **built}), flush=True)
+            continue
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             row = pool.submit(measure, str(folder), n, queries).result()
         row = {"gallery": n, "real": len(sp.gallery), "synthetic": n - len(sp.gallery),

@@ -111,6 +111,9 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
     assert re.search(r"verification records: 7 \([\d.]+ MB on disk\), keypoint vote: \d+ "
                      r"descriptors", flat), flat
     assert re.search(r"stage descriptor\s+.*available\s+.*SSCD sscd_distilled", doctor)
+    reindexed = run("gallery", "reindex").output
+    assert re.search(r"hash: 7 image\(s\), flat, [\d.]+ s", reindexed), reindexed
+    assert re.search(r"descriptor: 7 image\(s\), flat", reindexed), reindexed
     bad = run("search", "--text", "a red rocket", code=2)
     assert "clip" in bad.output and "unavailable" in bad.output
     dupes = run("dupes", "portfolio").stdout

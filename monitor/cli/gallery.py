@@ -1,4 +1,4 @@
-"""``monitor gallery add|list|remove|purge``.
+"""``monitor gallery add|list|remove|purge|reindex``.
 
 ``remove`` deletes an image without violations; one with violations is archived (out of
 matching and ``list``, its violations and evidence kept, ``archived_by`` the OS user).
@@ -187,5 +187,21 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         err.print(f"purged {len(done.images)} image(s): {', '.join(map(str, done.images))}; "
                   f"{done.violations} violation(s), {len(done.evidence)} evidence file(s) "
                   "deleted")
+
+    @gallery.command("reindex")
+    @guarded
+    def reindex() -> None:
+        """Rebuild the retrieval indices (pHash, SSCD, CLIP) from the stored signals, each
+        trained for the gallery's present size. Worth it after the gallery has grown
+        tenfold; interrupted, it leaves the old indices in place."""
+        from monitor.services.gallery import reindex as do_reindex
+
+        ws = workspace()
+        view.load_engine(err, ws)
+        total = sum(ws.gallery_sizes().values())
+        with view.progress(err, "reindexing", enabled=True, total=total) as tick:
+            built = do_reindex(ws, progress=lambda n: tick(n))
+        for b in built:
+            err.print(f"{b.name}: {b.images} image(s), {b.kind}, {b.seconds:.1f} s")
 
     app.add_typer(gallery, name="gallery")

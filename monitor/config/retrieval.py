@@ -37,11 +37,11 @@ class RetrievalSettings(BaseModel):
         "candidate is verified whatever its confidence (chained edits keep an SSCD "
         "neighbour that verification confirms with keypoints).")
     dense_flat_max: int = Field(
-        10_000, ge=1, description="SSCD and CLIP indices search exactly up to this many "
+        10_000, ge=40, description="SSCD and CLIP indices search exactly up to this many "
         "vectors; above it they are trained as IVF indices at the next save (measured: a "
         "flat search of 5 vectors takes 2.7 ms at 10k, 24 ms at 50k; IVF about 1 ms).")
     hash_flat_max: int = Field(
-        1_000_000, ge=1, description="The pHash index searches exactly up to this many codes "
+        1_000_000, ge=40, description="The pHash index searches exactly up to this many codes "
         "(16 per protected image); above it, a binary IVF index.")
     mmap: bool = Field(
         True, description="Memory-map the saved indices at start-up instead of reading them "

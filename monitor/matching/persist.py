@@ -19,7 +19,9 @@ not the gallery.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,3 +138,54 @@ def _indices(engine: Engine) -> list:
     """Every index whose ids are reconciled (those that exist)."""
     out = [engine.hash_index, engine.local_index]
     return out + [i for i in (engine.descriptor_index, engine.clip_index) if i is not None]
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """One retrieval index rebuilt by :func:`rebuild`.
+
+    Attributes:
+        name: ``hash``, ``descriptor`` or ``clip``.
+        images: gallery images it holds.
+        kind: ``flat`` or the FAISS factory string it was trained as.
+        seconds: wall time to fill and train it.
+    """
+
+    name: str
+    images: int
+    kind: str
+    seconds: float
+
+
+def rebuild(engine: Engine, live: np.ndarray, fetch: Callable[[list[int]], list[GalleryEntry]],
+            progress: Callable[[int], None] | None = None) -> list[Rebuilt]:
+    """Rebuild the retrieval indices from the gallery's stored signals (``fetch``, by
+    batches of ``live`` ids), each trained afresh for its size: an IVF index trained when
+    the gallery was small keeps lists sized for then; this sizes them for now. The
+    engine keeps answering from the old indices until the new ones replace them at the
+    end, so an interrupted rebuild leaves everything as it was (run it again). The
+    caller saves. Returns what was built, with the time each took."""
+    r, t0 = engine.settings.retrieval, time.perf_counter()
+    hashed = BinaryIndex(8, flat_max=r.hash_flat_max)
+    dense: dict[str, DenseIndex] = {}
+    for start in range(0, len(live), FETCH_BATCH * 16):
+        for entry in fetch([int(i) for i in live[start:start + FETCH_BATCH * 16]]):
+            hashed.add(np.full(len(entry.phash), entry.gallery_id), entry.phash)
+            for name, vector, ready in (("descriptor", entry.descriptor, engine.descriptor_ready),
+                                        ("clip", entry.clip, engine.clip_ready)):
+                if vector is not None and ready():
+                    index = dense.setdefault(name, engine.new_dense(len(vector)))
+                    index.add(np.array([entry.gallery_id]), vector[None, :])
+            if progress:
+                progress(1)
+    filled = time.perf_counter() - t0
+    out = []
+    for name, index in (("hash", hashed), *dense.items()):
+        t1 = time.perf_counter()
+        if (index.ncodes if name == "hash" else len(index)) > index.flat_max:
+            index.train()
+        out.append(Rebuilt(name, len(index), index.kind, filled + time.perf_counter() - t1))
+    engine.hash_index = hashed
+    engine.descriptor_index = dense.get("descriptor")
+    engine.clip_index = dense.get("clip")
+    return out

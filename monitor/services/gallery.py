@@ -28,6 +28,7 @@ from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, read_file
 from monitor.matching.engine import GalleryEntry
 from monitor.matching.index.base import atomic_write
+from monitor.matching.persist import Rebuilt, rebuild
 from monitor.matching.stages.hash import MIN_CODE_BITS, HashStage, set_bits
 from monitor.services.workspace import Workspace
 from monitor.store import gallery as repo
@@ -283,3 +284,15 @@ def purge(ws: Workspace, refs: list[str]) -> repo.Purged:
             path.unlink(missing_ok=True)
     ws.gallery_changed()
     return done
+
+
+def reindex(ws: Workspace, progress: Callable[[int], None] | None = None) -> list[Rebuilt]:
+    """Rebuild the retrieval indices from the stored signals, each trained for the
+    gallery's present size (:func:`monitor.matching.persist.rebuild`), and save them.
+    ``progress`` gets a count per image read."""
+    engine = ws.engine()
+    with ws.session() as s:
+        live = np.asarray(repo.all_live_ids(s), np.int64)
+    built = rebuild(engine, live, lambda ids: ws.fetch_entries(engine, ids), progress)
+    engine.save(ws.index_dir)
+    return built

@@ -88,14 +88,15 @@ class Workspace(Store):
             engine = Engine(self.settings)
             with self.session() as s:
                 live = np.asarray(gallery_repo.all_live_ids(s), np.int64)
-            if engine.load(self.index_dir, live, lambda ids: self._fetch(engine, ids),
+            if engine.load(self.index_dir, live, lambda ids: self.fetch_entries(engine, ids),
                            progress):
                 engine.save(self.index_dir)
             self._engine = engine
         return self._engine
 
-    def _fetch(self, engine: Engine, ids: list[int]) -> list[GalleryEntry]:
-        """The :class:`GalleryEntry` of live images ``ids``, vectors backfilled."""
+    def fetch_entries(self, engine: Engine, ids: list[int]) -> list[GalleryEntry]:
+        """The :class:`GalleryEntry` of those of ``ids`` that are live protected images,
+        SSCD and CLIP vectors of ``engine``'s models computed and stored where missing."""
         models = self._models(engine)
         with self.session() as s:
             rows = [r for r in gallery_repo.images_by_id(s, ids) if r.archived_at is None]
