@@ -83,13 +83,17 @@ def split(args: argparse.Namespace) -> dataset.Split:
 
 def _sources(args: argparse.Namespace, sp: dataset.Split, engine) -> list[tuple]:
     """``[(codes (16,8) uint8, descriptor (512,), features, signature)]`` of real corpus
-    images outside the split, for the synthetic entries."""
+    images outside the split's series (no sibling of a checked image), for the synthetic
+    entries."""
+    from bench.series import series
     from monitor.imaging.decode import decode_file
     from monitor.matching.stages.structure import gallery_signature
 
-    used = set(sp.gallery) | {q.origin for q in sp.queries}
-    files = [f for group in dataset.corpus_files(args.corpus).values() for f in group
-             if str(f) not in used]
+    corpus = dataset.corpus_files(args.corpus)
+    groups = series(corpus, args.cache)  # series-disjoint, as the accuracy split is
+    used = {groups.get(p, p) for p in set(sp.gallery) | {q.origin for q in sp.queries}}
+    files = [f for group in corpus.values() for f in group
+             if groups.get(str(f), str(f)) not in used]
     rng = np.random.default_rng(args.seed)
     out = []
     for i in rng.permutation(len(files)):
@@ -114,7 +118,6 @@ def _limits(engine):
 def build(args: argparse.Namespace, n: int, sp: dataset.Split, folder: Path) -> dict:
     """Build a gallery of ``n`` entries under ``folder``; returns build figures."""
     from monitor.imaging.decode import decode_file
-    from monitor.matching import persist
     from monitor.matching.engine import Engine, GalleryEntry
     from monitor.matching.index.features import FeatureStore
     from monitor.matching.index.local import LocalIndex
@@ -123,7 +126,7 @@ def build(args: argparse.Namespace, n: int, sp: dataset.Split, folder: Path) -> 
     t0 = time.perf_counter()
     engine = Engine(_settings())
     engine.local_index = LocalIndex(FeatureStore(folder / "features", engine.fingerprint()),
-                                    vote=persist.vote_wanted(engine, n))
+                                    vote=engine.wants_vote(n))
     for gid, path in enumerate(sp.gallery):
         image = decode_file(Path(path), _limits(engine))
         engine.add(GalleryEntry(gid, engine.hash.compute_gallery(image), None,

@@ -15,7 +15,11 @@ NAMES = ("astronaut", "coffee", "rocket")
 
 
 def gallery_engine(settings: Settings, names: tuple[str, ...] = NAMES) -> Engine:
-    """An engine with ``names`` (skimage photos) as gallery images 0, 1, ... ."""
+    """An engine with ``names`` (skimage photos) as gallery images 0, 1, ... . They get no
+    SSCD vectors, so the keypoint vote is on, as ``vote = "auto"`` has it without SSCD."""
+    if settings.local.vote == "auto":
+        settings = settings.model_copy(update={"local": settings.local.model_copy(
+            update={"vote": "on"})})
     engine, hasher = Engine(settings), HashStage()
     for gid, name in enumerate(names):
         image = _decode(_rgb(name))

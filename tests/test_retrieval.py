@@ -54,7 +54,7 @@ def test_copies_pass_the_cascade_and_strangers_stop(engine: Engine) -> None:
     retrieval, with no local features computed for them, and none is matched."""
     for truth, copy in _copies().items():
         image = _decode(copy)
-        assert engine.retrieve(image).near(engine.settings.retrieval)
+        assert engine.retrieve(image).ranked(engine.settings.retrieval)[0] == truth
         assert engine.match(image)[0].gallery_id == truth
     before = dict(engine.counts)
     stopped = 0
@@ -86,7 +86,7 @@ def test_cascade_needs_descriptors_and_can_be_switched_off() -> None:
 def test_shortlist_bounds_what_is_verified(monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``retrieval.shortlist = 1`` and no keypoint vote, local verification sees one
     gallery image per candidate view, whatever the gallery holds."""
-    settings = Settings(clip={"enabled": False}, local={"vote": False},
+    settings = Settings(clip={"enabled": False}, local={"vote": "off"},
                         retrieval={"shortlist": 1, "cascade_min_confidence": 0.0})
     small = _engine(settings)
     seen: list[int] = []

@@ -126,7 +126,7 @@ class Engine:
         self.hash_index = BinaryIndex(8, flat_max=r.hash_flat_max)
         self.descriptor_index: DenseIndex | None = None
         self.clip_index: DenseIndex | None = None
-        self.local_index = LocalIndex(vote=self.local is not None and settings.local.vote)
+        self.local_index = LocalIndex(vote=False)
         self.evidence = HashEvidence(self)
         self.counts = {"stopped": 0, "verified": 0}
         self._lock = threading.Lock()
@@ -202,6 +202,8 @@ class Engine:
         if self.local is None and not signed:
             return
         image = image or entry.load()
+        if self.local_index.vote is None and self.wants_vote():
+            self.local_index.start_vote()
         features = self.local.compute(image, gallery=True) if self.local is not None else None
         self.local_index.add(entry.gallery_id, features,
                              gallery_signature(image) if signed else None)
@@ -226,18 +228,28 @@ class Engine:
         found = self.retrieve(image, clip_vector)
         if allowed is not None:
             found = found.within(allowed)
-        near = not self.cascades() or found.near(self.settings.retrieval)
+        cascade = self.cascades() and self.settings.retrieval.cascade_min_confidence > 0
+        shortlist = found.ranked(self.settings.retrieval, cascade)
+        near = bool(shortlist) or not cascade
         with self._lock:
             self.counts["verified" if near else "stopped"] += 1
         if not near:
             return []
-        shortlist = found.shortlist(self.settings.retrieval.shortlist)
+        shortlist = shortlist[:self.settings.retrieval.shortlist]
         hits = self.verify(image, found.within(set(shortlist)), shortlist)
         if allowed is not None:
             hits = [h for h in hits if h.gallery_id in allowed]
         size = (image.width, image.height)
         return [complete(m, size, self.local_index.original_size(m.gallery_id))
                 for m in merge_hits(hits)]
+
+    def wants_vote(self, gallery_size: int = 0) -> bool:
+        """Whether the keypoint vote is kept for a gallery of ``gallery_size`` images:
+        ``local.vote`` on, or auto while the descriptor stage cannot run; never above
+        ``local.vote_max_gallery``."""
+        s = self.settings.local
+        wanted = s.vote == "on" or (s.vote == "auto" and not self.descriptor_ready())
+        return self.local is not None and wanted and gallery_size <= s.vote_max_gallery
 
     def cascades(self) -> bool:
         """Whether the cascade may stop candidates: only with SSCD vectors in the index

@@ -42,12 +42,6 @@ FETCH_BATCH = 256
 """Gallery rows fetched (and, for missing records, decoded) per round when reconciling."""
 
 
-def vote_wanted(engine: Engine, gallery_size: int) -> bool:
-    """Whether the keypoint vote is kept for a gallery of ``gallery_size`` images."""
-    s = engine.settings.local
-    return engine.local is not None and s.vote and gallery_size <= s.vote_max_gallery
-
-
 def save(engine: Engine, folder: Path) -> None:
     """Save every index under ``folder``: retrieval indices rewritten atomically, the
     feature store appended (only new records), the vote index when kept."""
@@ -75,7 +69,7 @@ def _open(engine: Engine, folder: Path, size: int) -> None:
     if engine.clip_ready():
         engine.clip_index = DenseIndex.load(folder / "clip.npz", engine.clip.fingerprint,
                                             None, mmap=mmap, flat_max=r.dense_flat_max)
-    fp, vote = engine.fingerprint(), vote_wanted(engine, size)
+    fp, vote = engine.fingerprint(), engine.wants_vote(size)
     engine.local_index = (LocalIndex.load(folder, fp, vote=vote)
                           or LocalIndex(FeatureStore(folder / "features", fp), vote=vote))
 

@@ -171,6 +171,14 @@ class LocalIndex:
         if self.vote is not None and features is not None:
             self.vote.add(int(gallery_id), features.descriptors)
 
+    def start_vote(self) -> None:
+        """Keep a keypoint vote from now on, built from the stored descriptors (no decode)."""
+        if self.vote is None:
+            self.vote = VoteIndex()
+            for gid in self.store.ids():
+                for f in self.store.features(gid):
+                    self.vote.add(gid, f.descriptors)
+
     def remove(self, ids: list[int]) -> None:
         """Drop the records (and votes) of ``ids``; unknown ids are ignored."""
         self.store.remove(list(ids))
