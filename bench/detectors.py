@@ -199,7 +199,22 @@ def add_gallery(detectors: list, gallery_id: int, image: DecodedImage) -> None:
         if isinstance(det, EngineDetector):
             if det is not full:
                 det.engine.hash_index = full.engine.hash_index
-                det.engine.local_index = full.engine.local_index
                 det.engine.descriptor_index = full.engine.descriptor_index
+                _share_records(det, full, gallery_id)
         else:
             det.add(gallery_id, fresh(image))
+
+
+def _share_records(det: EngineDetector, full: EngineDetector, gallery_id: int) -> None:
+    """Give ``det`` the full engine's feature store; the local stage alone has no SSCD
+    retrieval, so it keeps its own keypoint vote (as ``local.vote = "auto"`` does)."""
+    from monitor.matching.index.local import LocalIndex
+
+    store = full.engine.local_index.store
+    if det.kind != "local":
+        det.engine.local_index = full.engine.local_index
+        return
+    if det.engine.local_index.store is not store:
+        det.engine.local_index = LocalIndex(store, vote=True)
+    for f in store.features(gallery_id):
+        det.engine.local_index.vote.add(gallery_id, f.descriptors)
