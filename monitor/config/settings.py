@@ -153,9 +153,9 @@ class LocalSettings(_Section):
         "auto", description="Also shortlist gallery images by voting with the candidate's "
         "keypoints in an index of every gallery keypoint (about 80 KB of memory per "
         "protected image). `auto`: only when the descriptor stage cannot run, as the vote "
-        "stands in for SSCD retrieval; beside SSCD retrieval of the whole image and its "
-        "regions it found no more copies on the benchmark (seed 5: 92.0 % either way) and "
-        "doubled the time of verified candidates.")
+        "stands in for SSCD retrieval. Beside SSCD retrieval of the whole image and its "
+        "regions it found 0 more copies on benchmark seed 5 (92.0 % either way) and 4 more "
+        "of 1,000 on seed 11, for 1.7x the CPU per query (bench/RESULTS.md).")
     vote_max_gallery: int = Field(
         20_000, ge=0, description="The keypoint vote runs only while the gallery holds at "
         "most this many images (its index grows with the gallery; retrieval does not).")
