@@ -34,10 +34,13 @@ def test_index_rebuilt_when_missing_and_reconciled(deploy: Path, photos) -> None
     folder = deploy / "data" / "indices"
     assert (folder / "features").is_dir() and (folder / "hash.npz").exists()
     shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "local.npz").write_bytes(b"an index file of an older monitor")
     fresh = Workspace(load_settings())
     assert sorted(fresh.engine().local_index.ids()) == sorted(r.gallery_id for r in added)
     assert len(fresh.engine().hash_index) == len(added)
     assert (folder / "features").is_dir() and _finds(fresh, photos) == rocket
+    assert not (folder / "local.npz").exists()  # superseded, removed at the save
 
     remove(fresh, [str(rocket)])
     again = Workspace(load_settings())

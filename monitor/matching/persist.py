@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 HASH_FINGERPRINT = "phash-v1|16"
 """Identifies the pHash codes indexed (imagehash pHash, 16 dihedral/trim variants)."""
 
+LEGACY_FILES = ("local.npz", "structure.npz")
+"""Index files of monitor before the feature store (whole-gallery npz files), deleted at
+the first save: their content is rebuilt into ``features/`` at the first start."""
+
 FETCH_BATCH = 256
 """Gallery rows fetched (and, for missing records, decoded) per round when reconciling."""
 
@@ -53,6 +57,8 @@ def save(engine: Engine, folder: Path) -> None:
         if index is not None and stage is not None:
             index.save(folder / f"{name}.npz", stage.fingerprint)
     engine.local_index.save(folder, engine.fingerprint())
+    for old in LEGACY_FILES:  # superseded by the feature store: never read again
+        (folder / old).unlink(missing_ok=True)
 
 
 def _open(engine: Engine, folder: Path, size: int) -> None:
