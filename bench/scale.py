@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import dataset
+from bench import dataset, runner
 from bench.edits import FAMILIES
 
 FLIP_BITS = 20
@@ -100,19 +100,12 @@ def _sources(args: argparse.Namespace, sp: dataset.Split, engine) -> list[tuple]
         if len(out) == SOURCES:
             break
         try:
-            image = decode_file(files[i], _limits(engine))
+            image = decode_file(files[i], runner.limits(engine.settings))
         except Exception:  # noqa: BLE001 - an undecodable corpus file is skipped
             continue
         out.append((engine.hash.compute_gallery(image), engine.describe([image])[0],
                     engine.local.compute(image, gallery=True), gallery_signature(image)))
     return out
-
-
-def _limits(engine):
-    from monitor.imaging.decode import DecodeLimits
-
-    d = engine.settings.decode
-    return DecodeLimits(max_bytes=d.max_bytes, max_pixels=d.max_pixels, work_side=d.work_side)
 
 
 def build(args: argparse.Namespace, n: int, sp: dataset.Split, folder: Path) -> dict:
@@ -128,7 +121,7 @@ def build(args: argparse.Namespace, n: int, sp: dataset.Split, folder: Path) -> 
     engine.local_index = LocalIndex(FeatureStore(folder / "features", engine.fingerprint()),
                                     vote=engine.wants_vote(n))
     for gid, path in enumerate(sp.gallery):
-        image = decode_file(Path(path), _limits(engine))
+        image = decode_file(Path(path), runner.limits(engine.settings))
         engine.add(GalleryEntry(gid, engine.hash.compute_gallery(image), None,
                                 lambda i=image: i, engine.describe([image])[0]), image)
     sources = _sources(args, sp, engine)
@@ -165,14 +158,6 @@ def _flip_masks(rng: np.random.Generator, count: int) -> np.ndarray:
 
 def _disk_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
-
-
-def _status(key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` of this process in MB (``/proc/self/status``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(folder: str, n: int, queries: list[tuple[str, int]]) -> dict:

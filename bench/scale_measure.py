@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import monitor
+from bench import runner
 from bench.detectors import rules_flag
 from monitor.config import Settings
 from monitor.matching.rules import load_rules
@@ -36,7 +37,7 @@ def run(folder: Path, n: int, queries: list[tuple[str, int]], settings: Settings
     import imagehash
     from PIL import Image
 
-    from monitor.imaging.decode import DecodeLimits, decode_file
+    from monitor.imaging.decode import decode_file
     from monitor.matching.engine import Engine
 
     faiss.omp_set_num_threads(1)
@@ -46,8 +47,7 @@ def run(folder: Path, n: int, queries: list[tuple[str, int]], settings: Settings
     engine.load(folder, np.arange(n, dtype=np.int64), _no_fetch)
     load_s = time.perf_counter() - t0
     rss_loaded = _status("VmRSS")
-    d = settings.decode
-    limits = DecodeLimits(max_bytes=d.max_bytes, max_pixels=d.max_pixels, work_side=d.work_side)
+    limits = runner.limits(settings)
     rules = load_rules(Path(monitor.__file__).parent / "defaults")
     times: dict[str, list[float]] = {"copy": [], "unrelated": [], "retrieval": [], "phash": []}
     found = flagged = 0

@@ -174,15 +174,12 @@ class Engine:
         """CLIP embeddings ``(N, D) float32`` L2-normalised, or None when CLIP is unavailable."""
         return self.clip.compute(images) if images and self.clip_ready() else None
 
-    def add(self, entry: GalleryEntry, image: DecodedImage | None = None, *,
-            signals: bool = True, record: bool = True) -> None:
+    def add(self, entry: GalleryEntry, image: DecodedImage | None = None) -> None:
         """Put one gallery image into the indices: its global signals (pHash, SSCD, CLIP)
-        when ``signals``, its verification record (local features, structure signature;
-        decodes it when ``image`` is None) when ``record``."""
-        if signals:
-            self.add_signals(entry)
-        if record:
-            self.add_record(entry, image)
+        and its verification record (local features, structure signature; decodes it
+        when ``image`` is None)."""
+        self.add_signals(entry)
+        self.add_record(entry, image)
 
     def add_signals(self, entry: GalleryEntry) -> None:
         """Index ``entry``'s pHash codes, SSCD and CLIP vectors (no decode)."""

@@ -19,9 +19,10 @@ not the gallery.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,8 +121,6 @@ def load(engine: Engine, folder: Path, live: np.ndarray,
 def _add(engine: Engine, entry: GalleryEntry, hashed: bool, described: bool, clipped: bool,
          record: bool) -> None:
     """Add ``entry`` to the indices that lack it."""
-    from dataclasses import replace
-
     if hashed or described or clipped:
         engine.add_signals(replace(entry, phash=entry.phash if hashed else entry.phash[:0],
                                    descriptor=entry.descriptor if described else None,
@@ -165,27 +164,26 @@ def rebuild(engine: Engine, live: np.ndarray, fetch: Callable[[list[int]], list[
     engine keeps answering from the old indices until the new ones replace them at the
     end, so an interrupted rebuild leaves everything as it was (run it again). The
     caller saves. Returns what was built, with the time each took."""
-    r, t0 = engine.settings.retrieval, time.perf_counter()
-    hashed = BinaryIndex(8, flat_max=r.hash_flat_max)
-    dense: dict[str, DenseIndex] = {}
+    t0 = time.perf_counter()
+    shadow = copy.copy(engine)  # the same stages and settings, new empty indices
+    shadow.hash_index = BinaryIndex(8, flat_max=engine.settings.retrieval.hash_flat_max)
+    shadow.descriptor_index = shadow.clip_index = None
     for start in range(0, len(live), FETCH_BATCH * 16):
         for entry in fetch([int(i) for i in live[start:start + FETCH_BATCH * 16]]):
-            hashed.add(np.full(len(entry.phash), entry.gallery_id), entry.phash)
-            for name, vector, ready in (("descriptor", entry.descriptor, engine.descriptor_ready),
-                                        ("clip", entry.clip, engine.clip_ready)):
-                if vector is not None and ready():
-                    index = dense.setdefault(name, engine.new_dense(len(vector)))
-                    index.add(np.array([entry.gallery_id]), vector[None, :])
+            shadow.add_signals(entry)
             if progress:
                 progress(1)
     filled = time.perf_counter() - t0
     out = []
-    for name, index in (("hash", hashed), *dense.items()):
+    for name in ("hash", "descriptor", "clip"):
+        index = getattr(shadow, f"{name}_index")
+        if index is None:
+            continue
         t1 = time.perf_counter()
         if (index.ncodes if name == "hash" else len(index)) > index.flat_max:
             index.train()
         out.append(Rebuilt(name, len(index), index.kind, filled + time.perf_counter() - t1))
-    engine.hash_index = hashed
-    engine.descriptor_index = dense.get("descriptor")
-    engine.clip_index = dense.get("clip")
+    engine.hash_index = shadow.hash_index
+    engine.descriptor_index = shadow.descriptor_index
+    engine.clip_index = shadow.clip_index
     return out

@@ -291,8 +291,6 @@ def reindex(ws: Workspace, progress: Callable[[int], None] | None = None) -> lis
     gallery's present size (:func:`monitor.matching.persist.rebuild`), and save them.
     ``progress`` gets a count per image read."""
     engine = ws.engine()
-    with ws.session() as s:
-        live = np.asarray(repo.all_live_ids(s), np.int64)
-    built = rebuild(engine, live, lambda ids: ws.fetch_entries(engine, ids), progress)
+    built = rebuild(engine, ws.live_ids(), lambda ids: ws.fetch_entries(engine, ids), progress)
     engine.save(ws.index_dir)
     return built

@@ -86,13 +86,16 @@ class Workspace(Store):
         """
         if self._engine is None:
             engine = Engine(self.settings)
-            with self.session() as s:
-                live = np.asarray(gallery_repo.all_live_ids(s), np.int64)
-            if engine.load(self.index_dir, live, lambda ids: self.fetch_entries(engine, ids),
-                           progress):
+            if engine.load(self.index_dir, self.live_ids(),
+                           lambda ids: self.fetch_entries(engine, ids), progress):
                 engine.save(self.index_dir)
             self._engine = engine
         return self._engine
+
+    def live_ids(self) -> np.ndarray:
+        """``(N,) int64`` ids of every live protected image, ascending (one narrow read)."""
+        with self.session() as s:
+            return np.asarray(gallery_repo.all_live_ids(s), np.int64)
 
     def fetch_entries(self, engine: Engine, ids: list[int]) -> list[GalleryEntry]:
         """The :class:`GalleryEntry` of those of ``ids`` that are live protected images,
@@ -177,8 +180,7 @@ class Workspace(Store):
         """``{gallery_id: (path, collection name, metadata)}`` for every protected image,
         archived ones included (reports of their old violations still name them).
 
-        Read once and cached like the engine (loading the engine fills it from the same
-        read); :meth:`gallery_changed` drops it.
+        Read once and cached like the engine; :meth:`gallery_changed` drops it.
         """
         if self._info is None:
             with self.session() as s:

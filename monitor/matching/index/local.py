@@ -175,9 +175,16 @@ class LocalIndex:
         """Keep a keypoint vote from now on, built from the stored descriptors (no decode)."""
         if self.vote is None:
             self.vote = VoteIndex()
-            for gid in self.store.ids():
-                for f in self.store.features(gid):
-                    self.vote.add(gid, f.descriptors)
+            self._sync_vote()
+
+    def _sync_vote(self) -> None:
+        """Bring the vote in line with the store: votes of ids no longer stored removed,
+        stored ids without votes added from their stored descriptors."""
+        held, voted = set(self.store.ids()), set(self.vote.ids().tolist())
+        self.vote.remove(sorted(voted - held))
+        for gid in sorted(held - voted):
+            for f in self.store.features(gid):
+                self.vote.add(gid, f.descriptors)
 
     def remove(self, ids: list[int]) -> None:
         """Drop the records (and votes) of ``ids``; unknown ids are ignored."""
@@ -228,15 +235,11 @@ class LocalIndex:
         store = FeatureStore.open(Path(folder) / "features", fingerprint)
         if store.reset:
             return None
-        saved = None
-        if vote:  # missing or behind the store: rebuilt from the stored descriptors
-            saved = VoteIndex.load(Path(folder) / "vote.npz", fingerprint) or VoteIndex()
-            held = set(store.ids())
-            saved.remove(sorted(set(saved.ids().tolist()) - held))
-            for gid in sorted(held - set(saved.ids().tolist())):
-                for f in store.features(gid):
-                    saved.add(gid, f.descriptors)
-        return cls(store, saved)
+        index = cls(store, (VoteIndex.load(Path(folder) / "vote.npz", fingerprint)
+                            or VoteIndex()) if vote else None)
+        if index.vote is not None:  # missing or behind the store: completed from it
+            index._sync_vote()
+        return index
 
 
 def _data(desc: np.ndarray) -> np.ndarray:
