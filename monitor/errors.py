@@ -29,6 +29,7 @@ Hierarchy (in the manner of httpx's exception tree), with the HTTP status each m
     ├── QueueFull                       429  the work queue holds ``max_depth`` jobs
     │   └── TooManyRequests             429  too many requests at once (all, or one client)
     ├── StoreError                      503  the database is unusable (schema too new, locked)
+    │   └── BlobNotFound                503  a stored object (upload, gallery copy) is missing
     ├── Forbidden                       403  a valid key without the scope the route needs
     └── RequestTimeout                  408  a body not received within ``server.body_timeout``
 
@@ -262,6 +263,13 @@ class StoreError(MonitorError):
     code = "store"
     http_status = 503
     exit_code = EXIT_FAILURE
+
+
+class BlobNotFound(StoreError):
+    """A key is absent from the blob store (:mod:`monitor.store.blobs`): the upload or
+    stored gallery copy was deleted, or the store in use is not the one that holds it."""
+
+    code = "blob_not_found"
 
 
 class Forbidden(MonitorError):

@@ -119,3 +119,18 @@ def test_allow_domain_on_an_upload_is_422_with_a_reason(env) -> None:
         assert next(i for i in items if i["id"] == v["id"])["status"] == "open"
     ok = client.post(f"/v1/violations/{plain['id']}/status", json={"status": "licensed"})
     assert ok.status_code == 200 and ok.json()["status"] == "licensed"
+
+
+@pytest.mark.parametrize(("body", "headers", "field"), [
+    ({"url": "https://example.org/" + "a" * 2100 + ".jpg"}, {}, "url"),
+    ({"url": "https://example.org/x.jpg", "page_url": "https://example.org/" + "p" * 6000},
+     {}, "page_url"),
+    ({"url": "https://example.org/y.jpg"}, {"Idempotency-Key": "k" * 300}, "Idempotency-Key"),
+])
+def test_over_long_fields_are_422_not_500(env, body: dict, headers: dict, field: str) -> None:
+    """URLs past 2,048 characters and keys past 255 are refused before anything is stored
+    (PostgreSQL could not index them: a 500 there before)."""
+    _, client = env
+    r = client.post("/v1/submissions", json=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert field.lower() in r.text.lower() and "at most" in r.json()["detail"]

@@ -13,6 +13,7 @@ from sqlmodel import Session, create_engine, select
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.config import load_settings
 from monitor.store.models import Candidate, Scan, Violation
 
 MATCH_KEYS = {"gallery_id", "gallery_path", "collection", "stage", "score", "distance", "cosine",
@@ -80,7 +81,7 @@ def test_main_job_end_to_end(deploy: Path, scene) -> None:
     assert "HTML" in by_name["page.jpg"]["error"]
     assert "truncated" in by_name["truncated.png"]["error"]
 
-    db = create_engine(f"sqlite:///{deploy / 'data' / 'monitor.db'}")
+    db = create_engine(load_settings(deploy / "config.toml").database_url)
     with Session(db) as s:
         errors = {Path(c.source).name: c.error_code for c in
                   s.exec(select(Candidate).where(Candidate.status == "error")).all()}
@@ -126,7 +127,7 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
 
     out = run("scan", "candidates", code=3)  # 3: three candidates could not be checked
     assert "report:" in out.output
-    db = create_engine(f"sqlite:///{deploy / 'data' / 'monitor.db'}")
+    db = create_engine(load_settings(deploy / "config.toml").database_url)
     with Session(db) as s:
         scan = s.exec(select(Scan)).one()
         assert (scan.status, scan.checked, scan.errors, scan.violations) == ("finished", 7, 3, 3)

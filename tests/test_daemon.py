@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlmodel import Session
 
+from bench.cluster import Role
 from monitor.config import load_settings
 from monitor.outcome.signing import signed_headers
 from monitor.services.gallery import add_paths
@@ -48,30 +44,11 @@ interval = 1
 """
 
 
-class Serve:
+class Serve(Role):
     """A ``monitor serve`` subprocess in ``root`` with its stderr collected."""
 
     def __init__(self, root: Path) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        env.pop("MONITOR_CONFIG", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "monitor", "serve"], cwd=root,
-                                     env=env, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.port: int | None = None
-        ready = threading.Event()
-
-        def pump() -> None:
-            for line in self.proc.stderr:
-                self.lines.append(line)
-                if m := re.search(r"listening on http://[\d.]+:(\d+)", line):
-                    self.port = int(m.group(1))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(60) or self.port is None:
-            self.proc.kill()
-            raise AssertionError("serve did not start:\n" + "".join(self.lines))
+        super().__init__(root, ["serve"], r"listening on http://")
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig: int) -> int:
@@ -128,7 +105,7 @@ def next_runs(db) -> dict[str, float]:
 
 
 def test_kill_restart_checks_every_submission_once(site: Path) -> None:
-    db = create_engine(f"sqlite:///{site / 'data' / 'monitor.db'}")
+    db = create_engine(load_settings(site / "config.toml").database_url)
     payloads = copies(48)
     first = Serve(site)
     with ThreadPoolExecutor(16) as pool:

@@ -306,3 +306,18 @@ def test_report_renders_images_and_region_in_chromium(site: Site, page, photos,
     half = int(0.3 * np.abs(quad[2] - quad[0]).min())
     assert not mask[cy - half:cy + half, cx - half:cx + half].any(), "outline inside the quad"
     assert not mask[:int(quad[:, 1].min()) - 6].any(), "outline above the quad"
+
+
+def test_dead_letters_are_shown(site: Site) -> None:
+    """A job whose attempts are spent (the dead-letter state) is counted and listed."""
+    from monitor.store import queue
+
+    job = queue.enqueue(site.ws.db, "submission", url="https://dead.example/x.jpg").job
+    for _ in range(queue.MAX_ATTEMPTS):
+        leased = queue.lease(site.ws.db, "test", 30)
+        assert leased.id == job.id
+        queue.fail(site.ws.db, leased, "FetchError: 404 from dead.example", backoff=0)
+    assert queue.get(site.ws.db, job.id).status == "error"
+    with httpx.Client(base_url=site.base, timeout=10) as client:
+        text = client.get("/violations").text
+    assert 'data-count="1"' in text and job.id in text and "404 from dead.example" in text

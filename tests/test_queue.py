@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from monitor.store import queue
@@ -16,8 +18,8 @@ from monitor.store.models import Job, utcnow
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    engine = open_engine(f"sqlite:///{tmp_path / 'q.db'}")
+def db(database_url: str):
+    engine = open_engine(database_url)
     yield engine
     engine.dispose()
 
@@ -110,3 +112,83 @@ def test_recover_gives_up_on_poison_jobs(db) -> None:
         queue.recover(db, max_attempts=3, all_running=True)
     row = queue.get(db, queue.enqueue(db, "submission", sha256="d" * 64).job.id)
     assert row.status == "error" and "worker lost" in row.error
+
+
+def _lease_all(url: str, name: str, threads: int, start, ready) -> tuple[list[str], list[int]]:
+    """Lease and complete jobs from ``threads`` threads on one engine of its own until the
+    queue answers None. Returns the ids leased and, for each thread, how many jobs were
+    still ``queued`` when it got None. ``ready`` gets ``name`` once the engine is open,
+    then the threads wait for ``start`` (a multiprocessing Event)."""
+    db = open_engine(url)
+    got: list[str] = []
+    left: list[int] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        start.wait(60)
+        while (job := queue.lease(db, f"{name}-{i}", 60)) is not None:
+            with lock:
+                got.append(job.id)
+            assert queue.complete(db, job), job.id
+        queued = queue.counts(db).get("queued", 0)
+        with lock:
+            left.append(queued)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    ready.put(name)
+    for t in pool:
+        t.join()
+    db.dispose()
+    return got, left
+
+
+def _lease_process(url: str, name: str, threads: int, start, ready, out) -> None:
+    out.put((name, _lease_all(url, name, threads, start, ready)))
+
+
+def test_lease_skips_rows_other_workers_hold() -> None:
+    """On PostgreSQL the lease's subquery locks its row and skips locked ones; SQLite
+    (one writer at a time) gets no FOR UPDATE at all."""
+    stmt = queue.lease_statement(utcnow(), utcnow())
+    assert "FOR UPDATE SKIP LOCKED" in str(stmt.compile(dialect=postgresql.dialect()))
+    assert "FOR UPDATE" not in str(stmt.compile(dialect=sqlite.dialect()))
+
+
+def test_processes_and_threads_lease_each_job_exactly_once(db, database_url: str) -> None:
+    """Two worker processes (each its own engine, four threads) and two threads here
+    lease 200 queued jobs at once until the queue is empty: each job is leased once, and
+    a worker is told "nothing to do" only when every job left is being leased by another
+    (at most one per other worker): without SKIP LOCKED, PostgreSQL workers that chose
+    the same row would come back empty with most of the queue still waiting."""
+    made = queue.enqueue_many(db, [dict(kind="submission", sha256=f"{i:064x}")
+                                   for i in range(200)])
+    ids = {r.job.id for r in made}
+    ctx = multiprocessing.get_context("spawn")
+    start, ready, out = ctx.Event(), ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_lease_process, args=(database_url, f"p{i}", 4, start, ready,
+                                                       out)) for i in range(2)]
+    for p in procs:
+        p.start()
+    results: dict[str, tuple[list[str], list[int]]] = {}
+    local = threading.Thread(target=lambda: results.__setitem__(
+        "main", _lease_all(database_url, "main", 2, start, ready)))
+    local.start()
+    try:
+        assert sorted(ready.get(timeout=120) for _ in range(3)) == ["main", "p0", "p1"]
+        start.set()
+        results.update(out.get(timeout=120) for _ in procs)
+    finally:
+        start.set()
+        for p in procs:
+            p.join(60)
+        local.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    leased = Counter(i for got, _ in results.values() for i in got)
+    assert set(leased) == ids, "every job leased, none left"
+    assert max(leased.values()) == 1, "no job leased twice"
+    assert results["p0"][0] and results["p1"][0], "both processes got work"
+    left = [n for _, lefts in results.values() for n in lefts]
+    assert len(left) == 10 and max(left) < 10, f"jobs still queued when told none: {left}"
+    assert queue.counts(db) == {"done": 200}

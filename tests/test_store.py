@@ -2,58 +2,98 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect, text
 
 from monitor.errors import StoreError
 from monitor.store.db import open_engine
 from monitor.store.models import SCHEMA_REVISION
 
 
-def test_migrate_creates_tables_and_reopens(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sub' / 'm.db'}"
-    engine = open_engine(url)
+def test_migrate_creates_tables_and_reopens(database_url: str) -> None:
+    engine = open_engine(database_url)
     tables = set(inspect(engine).get_table_names())
     assert {"collection", "protectedimage", "candidate", "match", "violation", "scan",
             "alembic_version"} <= tables
-    open_engine(url)
-    rev = sqlite3.connect(tmp_path / "sub" / "m.db").execute(
-        "select version_num from alembic_version").fetchall()
-    assert rev == [(SCHEMA_REVISION,)]
+    engine.dispose()
+    again = open_engine(database_url)
+    with again.connect() as conn:
+        rev = conn.execute(text("select version_num from alembic_version")).all()
+    again.dispose()
+    assert [tuple(r) for r in rev] == [(SCHEMA_REVISION,)]
 
 
-def test_newer_schema_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    open_engine(url).dispose()
-    con = sqlite3.connect(tmp_path / "m.db")
-    con.execute("update alembic_version set version_num = '9999'")
-    con.commit()
-    con.close()
+def test_newer_schema_refused(database_url: str) -> None:
+    engine = open_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("update alembic_version set version_num = '9999'"))
+    engine.dispose()
     with pytest.raises(StoreError, match="9999"):
-        open_engine(url)
+        open_engine(database_url)
 
 
-def test_upgrade_from_0001_keeps_data(tmp_path: Path) -> None:
+def test_upgrade_from_0001_keeps_data(database_url: str) -> None:
     from alembic import command
 
     from monitor.store.db import _alembic_config
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    command.upgrade(_alembic_config(url), "0001")
-    con = sqlite3.connect(tmp_path / "old.db")
-    con.execute("insert into collection (name, created_at) values ('kept', '2026-01-01')")
-    con.commit()
-    con.close()
-    engine = open_engine(url)
+    command.upgrade(_alembic_config(database_url), "0001")
+    raw = create_engine(database_url)
+    with raw.begin() as conn:
+        conn.execute(text("insert into collection (name, created_at) "
+                          "values ('kept', '2026-01-01 00:00:00+00:00')"))
+    raw.dispose()
+    engine = open_engine(database_url)
     names = {t for t in inspect(engine).get_table_names()}
     assert {"job", "fetchcache", "violationevent", "alert"} <= names
     cols = {c["name"] for c in inspect(engine).get_columns("candidate")}
     assert {"http_status", "headers_json", "source_name"} <= cols
     assert "agreement" in {c["name"] for c in inspect(engine).get_columns("match")}  # 0003
     with engine.connect() as conn:
-        from sqlalchemy import text
-
         assert conn.execute(text("select name from collection")).scalar() == "kept"
+    engine.dispose()
+
+
+def _open_when(url: str, start, out) -> None:
+    out.put("ready")
+    start.wait(60)
+    try:
+        open_engine(url).dispose()
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(database_url: str) -> None:
+    """Roles of one deployment starting together on an empty database: every one opens
+    it, none trips over another's half-done migration."""
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_open_when, args=(database_url, start, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    try:
+        assert [out.get(timeout=120) for _ in procs] == ["ready"] * 4
+        start.set()
+        answers = [out.get(timeout=120) for _ in procs]
+    finally:
+        start.set()
+        for p in procs:
+            p.join(60)
+    assert answers == ["ok"] * 4
+    engine = open_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).all() == [
+            (SCHEMA_REVISION,)]
+    engine.dispose()
+
+
+def test_sqlite_file_and_its_folder_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "m.db"
+    open_engine(f"sqlite:///{path}").dispose()
+    rev = sqlite3.connect(path).execute("select version_num from alembic_version").fetchall()
+    assert rev == [(SCHEMA_REVISION,)]

@@ -14,8 +14,8 @@ Routes (browser-facing, outside ``/v1``, so no HMAC signatures):
 * ``POST /violations/{id}/status`` (form ``status``, ``note``, optional
   ``allow_domain``, hidden ``csrf``) → :func:`monitor.services.review.set_status`, then
   303 back to the detail page.
-* ``GET /violations/{id}/evidence``: the archived bytes of the found image, as a
-  download (never rendered inline).
+* ``GET /violations/{id}/evidence``: the archived bytes of the found image (from the
+  blob store: the data folder or a bucket), as a download (never rendered inline).
 
 Unknown ids: 404, JSON of :mod:`monitor.api.errors` (422 beyond SQLite's INTEGER).
 Rows: :mod:`monitor.services.violations`.
@@ -56,15 +56,16 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from monitor.api.intake import state_of
 from monitor.config import Settings
 from monitor.errors import MonitorError, NotFound
+from monitor.outcome import stored
 from monitor.outcome.items import SEVERITY_RANK, ReportItem
 from monitor.outcome.templating import render
 from monitor.outcome.thumbs import MARK_COLOUR, ThumbCache
-from monitor.services import violations
+from monitor.services import health, violations
 from monitor.services.review import STATUSES, history, set_status
 from monitor.services.violations import MAX_ID
 
@@ -242,7 +243,8 @@ def violations_page(request: Request, status: str | None = None, collection: str
                  rows=[(i, *cache.pair(i)) for i in shown], total=len(scoped),
                  matching=len(items), counts=counts, filters=filters,
                  collections=violations.collection_names(ws), severities=severities, page=page,
-                 pages=pages,
+                 pages=pages, jobs=health.database(ws)[1] or {},
+                 dead=health.dead_letters(ws),
                  query=lambda **kw: urlencode({k: v for k, v in {**filters, **kw}.items() if v}))
 
 
@@ -288,16 +290,16 @@ def change_status(request: Request, violation_id: ViolationId, status: Annotated
 
 
 @router.get("/violations/{violation_id}/evidence")
-def evidence_file(request: Request, violation_id: ViolationId) -> FileResponse:
-    """The archived bytes of the found image, as an attachment (never rendered here)."""
+def evidence_file(request: Request, violation_id: ViolationId) -> Response:
+    """The found image's archived bytes from the blob store, as an attachment (never shown)."""
     ws = state_of(request).ws
     item = violations.get_item(ws, violation_id)  # NotFound: 404 (api.errors)
-    root = ws.data_dir.resolve()
-    path = (root / item.evidence_path).resolve() if item.evidence_path else None
-    if path is None or not path.is_relative_to(root) or not path.is_file():
+    found = stored.fetch(ws, item.evidence_path)  # StoreError: 503
+    if found is None:
         raise NotFound(f"violation {violation_id} has no archived evidence file")
     name = f"violation-{violation_id}-{(item.candidate_sha256 or 'evidence')[:16]}" \
-           f"{Path(path).suffix}"
-    return FileResponse(path, media_type="application/octet-stream", filename=name,
-                        headers={"X-Content-Type-Options": "nosniff",
-                                 "Cache-Control": "no-store"})
+           f"{Path(item.evidence_path or '').suffix}"
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+               "Content-Disposition": f'attachment; filename="{name}"'}
+    send = FileResponse if isinstance(found, Path) else Response
+    return send(found, media_type="application/octet-stream", headers=headers)

@@ -175,7 +175,7 @@ async def _enqueue(st: AppState, request: dict[str, Any]) -> Accepted:
     res = await st.enqueue(**request)
     if res.created:
         st.bump_depth()
-        st.wake.set()
+        st.announce(res.job.id)
     return Accepted(id=res.job.id, status=res.job.status, duplicate=not res.created)
 
 

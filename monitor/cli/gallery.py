@@ -204,4 +204,24 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         for b in built:
             err.print(f"{b.name}: {b.images} image(s), {b.kind}, {b.seconds:.1f} s")
 
+    @gallery.command("snapshot")
+    @guarded
+    def snapshot() -> None:
+        """Publish the index folder to the blob store (storage.blob_url), so a worker that
+        starts on a new machine downloads it and applies only the changes since, instead
+        of building every index from the gallery. Nothing to do when the blob store is
+        the data folder itself (the index folder is shared then)."""
+        from monitor.services.snapshots import publish
+
+        ws = workspace()
+        view.load_engine(err, ws)
+        snap = publish(ws)
+        if snap is None:
+            err.print("nothing published: the blob store is the data folder (the index "
+                      "folder is already shared) or no index is saved yet")
+            return
+        err.print(f"published {snap.prefix}: {len(snap.files)} file(s), "
+                  f"{snap.bytes / 2**20:.1f} MB, gallery version {snap.version}, "
+                  f"{snap.seconds:.1f} s")
+
     app.add_typer(gallery, name="gallery")

@@ -26,6 +26,7 @@ import monitor.cli.violations as cli_violations
 from monitor.cli.context import err, guarded, set_config, state, workspace
 from monitor.config import default_toml
 from monitor.errors import EXIT_FOUND, EXIT_INPUT, NotFound
+from monitor.services.health import redacted
 from monitor.services.workspace import DEFAULT_RULES
 from monitor.types import CheckResult
 
@@ -140,7 +141,7 @@ def init(force: Annotated[bool, typer.Option(help="Overwrite existing files.")] 
         path.write_text(text)
         err.print(f"wrote {path}")
     ws = workspace()
-    err.print(f"database ready: {ws.settings.database_url}")
+    err.print(f"database ready: {redacted(ws.settings.database_url)}")
 
 
 @app.command()

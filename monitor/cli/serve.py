@@ -1,4 +1,10 @@
-"""``monitor serve``: the daemon (HTTP API, scheduler, queue workers)."""
+"""``monitor serve``, ``monitor worker``, ``monitor scheduler``: the daemon, whole or by role.
+
+``monitor serve`` runs every part in one process (the embedded default). With a
+broker (``queue.broker_url``) and a shared database, the parts run as separate
+processes on one machine or many: ``monitor serve --role api`` (HTTP only), any number
+of ``monitor worker`` and ``monitor scheduler`` (one is active; a second stands by).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,9 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             help="PEM certificate chain: serve HTTPS (with --ssl-keyfile).")] = None,
         ssl_keyfile: Annotated[Path | None, typer.Option(
             help="PEM private key of --ssl-certfile.")] = None,
+        role: Annotated[str, typer.Option(
+            help="all: HTTP, workers and scheduler in this process; api: HTTP only (run "
+                 "`monitor worker` and `monitor scheduler` beside it).")] = "all",
     ) -> None:
         """Run the daemon: HTTP API, scheduled sources and queue workers, until SIGTERM.
 
@@ -40,4 +49,33 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         if (ssl_certfile is None) != (ssl_keyfile is None):
             raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
         tls = Tls(str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile and ssl_keyfile else None
-        raise typer.Exit(run(workspace(), str(config_file()), host, port, workers, tls))
+        if role not in ("all", "api"):
+            raise ConfigError(f"--role {role!r}: use all or api (`monitor worker` and "
+                              "`monitor scheduler` run the other roles)")
+        raise typer.Exit(run(workspace(), str(config_file()), host, port, workers, tls, role))
+
+    @app.command()
+    @guarded
+    def worker(
+        threads: Annotated[int | None, typer.Option(
+            help="Checks run at once in this process (server.workers).")] = None,
+    ) -> None:
+        """Check queued candidates until SIGTERM: messages from queue.broker_url, or the
+        job table itself when no broker is set. Start as many as the machines allow;
+        each loads the indices once and follows gallery changes within
+        queue.gallery_sync seconds.
+        """
+        from monitor.daemon import serve as run
+
+        raise typer.Exit(run(workspace(), str(config_file()), workers=threads, role="worker"))
+
+    @app.command()
+    @guarded
+    def scheduler() -> None:
+        """Run scheduled sources, the e-mail digest, alert senders and the queue sweep
+        until SIGTERM. Safe to start two: a lock in the database keeps one active, the
+        other takes over within queue.scheduler_ttl seconds if the first dies.
+        """
+        from monitor.daemon import serve as run
+
+        raise typer.Exit(run(workspace(), str(config_file()), role="scheduler"))

@@ -38,6 +38,7 @@ from monitor.cli.cells import (  # noqa: F401 (re-exported for the other command
     shorten_middle,
 )
 from monitor.outcome.jsonl import result_json
+from monitor.services.health import redacted
 from monitor.services.workspace import Workspace
 from monitor.types import CheckResult, Verdict
 
@@ -204,7 +205,8 @@ def doctor(console: Console, config: Path | None) -> bool:
     else:
         table.add_row("config", "[yellow]defaults[/]",
                       Wrapped(f"not found: defaults in use (`monitor init` writes one): {path}"))
-    table.add_row("database", "[green]ok[/]", Wrapped(ws.settings.database_url))
+    table.add_row("database", "[green]ok[/]", Wrapped(redacted(ws.settings.database_url)))
+    queue_ok = _queue_row(table, ws.settings.queue.broker_url)
     table.add_row("rules", "[green]ok[/]", Wrapped(f"{len(rules)} rule(s): "
                   + ", ".join(f"{r.name} ({r.verdict})" for r in rules)))
     sizes = ws.gallery_sizes()
@@ -221,7 +223,22 @@ def doctor(console: Console, config: Path | None) -> bool:
         table.add_row(f"stage {s.name}", state, Wrapped(
             " ".join(x for x in (s.reason, f"fix: {s.fix}" if s.fix else "") if x)))
     out.print(table)
-    return True
+    return queue_ok
+
+
+def _queue_row(table: Table, url: str) -> bool:
+    """The ``queue`` row of ``doctor``: embedded, or the broker and whether it answers
+    (False when it does not)."""
+    if not url:
+        table.add_row("queue", "[green]ok[/]", Wrapped(
+            "embedded: `monitor serve` checks in its own threads (queue.broker_url empty)"))
+        return True
+    from monitor.daemon.broker import probe
+
+    error = probe(url)
+    table.add_row("queue", "[green]ok[/]" if error is None else "[red]unreachable[/]",
+                  Wrapped(f"broker {redacted(url)}" + (f": {error}" if error else "")))
+    return error is None
 
 
 def _held(engine) -> dict[str, str]:

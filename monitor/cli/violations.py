@@ -126,6 +126,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     def show(violation_id: Annotated[int, typer.Argument(help="Violation id.", **ID_RANGE)]
              ) -> None:
         """Show one violation: evidence, where it was found, alerts and the audit trail."""
+        from monitor.outcome.stored import location
         from monitor.outcome.templating import when
         from monitor.services.violations import alerts_of, get_item, history
 
@@ -139,7 +140,7 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
             ("sha256", item.protected_sha256),
             ("found at", item.source), ("page", item.page_url or "—"),
             ("found sha256", item.candidate_sha256 or "—"),
-            ("evidence file", str(ws.data_dir / item.evidence_path)
+            ("evidence file", location(ws, item.evidence_path)
              if item.evidence_path else "not archived"),
             ("http", f"{item.http_status or '—'} "
              + (json.dumps(item.headers) if item.headers else "")),

@@ -26,10 +26,14 @@ class Metrics:
     * ``monitor_http_refused_total{limit}``: requests refused with 429 by the concurrency
       limits (``total`` or ``client``, :mod:`monitor.api.limits`).
     * ``monitor_queue_depth``: queued + running jobs, read at scrape time.
+    * ``monitor_jobs{state}``: jobs by state (queued, running, done, error: ``error`` is
+      the dead-letter state, jobs that failed ``queue.max_attempts`` times), read at
+      scrape time.
     * ``monitor_webhooks_total{outcome}``: outbound webhook attempts (sent, retry, failed).
     """
 
-    def __init__(self, depth: Callable[[], float] | None = None) -> None:
+    def __init__(self, depth: Callable[[], float] | None = None,
+                 states: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.submissions = Counter("monitor_submissions", "Submissions by outcome.",
@@ -51,6 +55,28 @@ class Metrics:
         self.queue_depth = Gauge("monitor_queue_depth", "Queued and running jobs.", registry=r)
         if depth is not None:
             self.queue_depth.set_function(depth)
+        if states is not None:
+            r.register(_JobStates(states))
+
+
+class _JobStates:
+    """Collector of ``monitor_jobs{state}``, read from the job table at scrape time."""
+
+    STATES = ("queued", "running", "done", "error")
+
+    def __init__(self, states: Callable[[], dict[str, int]]) -> None:
+        self.states = states
+
+    def collect(self):
+        """Yield the gauge family (every state, 0 when absent)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        counts = self.states()
+        family = GaugeMetricFamily("monitor_jobs", "Jobs by state (error: dead letter).",
+                                   labels=["state"])
+        for state in self.STATES:
+            family.add_metric([state], counts.get(state, 0))
+        yield family
 
 
 def request_labels(scope: dict, status: int) -> tuple[str, str, str]:

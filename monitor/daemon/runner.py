@@ -1,22 +1,30 @@
-"""``monitor serve``: one process running the HTTP API, the scheduler and the queue workers.
+"""The daemon process: ``monitor serve`` (every part), or one role of several processes.
 
 ::
 
-    scheduler tick ─┐
-    HTTP POST      ─┴─► queue (Job rows) ─► N worker threads ─► check ─► webhook sender
+    scheduler tick ─┐                        (embedded: wake-up)
+    HTTP POST      ─┴─► queue (Job rows) ─┬──────────────────────► N worker threads ─► check
+                                          └─► broker message ────► `monitor worker` × N
 
-* **Start**: load rules and the engine (indices) once, before any thread
-  runs; put every job left ``running`` by a previous process back in the
-  queue (:func:`monitor.store.queue.recover` with ``all_running``: one daemon per
-  database); start the scheduler (job store in the same database), the
-  workers, the webhook sender, a maintenance thread (expired leases back to
-  the queue every :data:`MAINTENANCE_EVERY` s) and uvicorn (in a thread, on
-  a socket bound here so the real port is known and logged).
+Roles (:data:`ROLES`): ``all`` (``monitor serve``: HTTP, workers, scheduler),
+``api`` (``monitor serve --role api``: HTTP only), ``worker`` (``monitor worker``)
+and ``scheduler`` (``monitor scheduler``; exactly one active, :mod:`.scheduling`).
+Without ``queue.broker_url`` the roles share the job table only (workers lease from it
+directly, woken in-process or polling); with it, a Dramatiq message per job
+(:mod:`.broker`) wakes the workers of any machine. Processes that match follow gallery
+changes made elsewhere (:mod:`monitor.services.gallery_sync`).
+
+* **Start**: load rules and the engine (indices) once, before any thread runs
+  (roles that match); with the embedded queue, ``all`` puts every job left ``running``
+  by a previous process back in the queue (one daemon per database); start the
+  scheduler part (:class:`~monitor.daemon.scheduling.SchedulerPart`: schedules, sweep,
+  alert senders, while it holds the lease), the workers, the gallery sync and uvicorn
+  (in a thread, on a socket bound here so the real port is known and logged).
 * **Stop**: SIGTERM or SIGINT set one :class:`threading.Event`. HTTP stops
-  accepting, the scheduler stops, workers finish their current check (up to
-  ``grace`` seconds; unfinished leases are released back to the queue), then
-  the process exits 0. ``kill -9`` loses nothing either: accepted work is in
-  the database and checks are idempotent.
+  accepting, the scheduler resigns its lease, workers finish their current check (up
+  to ``grace`` seconds; unfinished leases are released back to the queue), then the
+  process exits 0. ``kill -9`` loses nothing either: accepted work is in the database,
+  the sweep finds it again, and checks are idempotent.
 """
 
 from __future__ import annotations
@@ -37,11 +45,8 @@ from monitor.store import queue
 
 log = logging.getLogger("monitor.daemon")
 
-MAINTENANCE_EVERY = 30.0
-"""Seconds between passes that recover expired leases."""
-
-LEASE_SECONDS = 300.0
-"""How long a worker holds a job before it may be taken again (seconds)."""
+ROLES = ("all", "api", "worker", "scheduler")
+"""What a daemon process runs: every part, HTTP only, checks only, schedules only."""
 
 HTTP_APP = "monitor.api:create_app"
 """The ASGI application factory served over HTTP, as an import string (the form
@@ -50,24 +55,37 @@ daemon layer names the HTTP face but does not import it."""
 
 
 class Daemon:
-    """The running parts of ``monitor serve``; :meth:`start`, then :meth:`run_until_stopped`."""
+    """The running parts of one daemon process; :meth:`start`, then :meth:`run_until_stopped`.
+
+    Args:
+        role: one of :data:`ROLES`.
+    """
 
     def __init__(self, ws: Workspace, config_path: str, host: str | None = None,
                  port: int | None = None, workers: int | None = None,
-                 grace: float = 30.0, app_factory: str = HTTP_APP, tls: Tls | None = None
-                 ) -> None:
+                 grace: float = 30.0, app_factory: str = HTTP_APP, tls: Tls | None = None,
+                 role: str = "all") -> None:
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
         server = ws.settings.server
-        self.ws, self.config_path = ws, config_path
+        self.ws, self.config_path, self.role = ws, config_path, role
         self.host = host or server.host
         self.port = server.port if port is None else port
         self.n_workers = server.workers if workers is None else workers
         self.grace, self.app_factory, self.tls = grace, app_factory, tls
         self.stop = threading.Event()
         self.bound_port: int | None = None
+        self.http = self.http_thread = self.workers = self.scheduling = None
+        self.state = self.dispatcher = self.sync = None
+
+    @property
+    def serves_http(self) -> bool:
+        """True for the roles with the HTTP API (``all``, ``api``)."""
+        return self.role in ("all", "api")
 
     # -- start -----------------------------------------------------------------
     def start(self) -> None:
-        """Start every part; returns once the HTTP socket is listening.
+        """Start every part of the role; returns once the HTTP socket (if any) listens.
 
         Raises:
             ConfigError: signatures are required but no key is configured, a key's secret
@@ -76,47 +94,93 @@ class Daemon:
             StageUnavailable: a required stage cannot load.
             OSError: the address cannot be bound.
         """
-        from uvicorn.importer import import_from_string
+        from monitor.daemon.metrics import Metrics
+        from monitor.daemon.state import AppState
 
+        ws = self.ws
+        secret, keys = self._keys() if self.serves_http else ("", {})
+        self.dispatcher = self._dispatcher()
+        if self.role != "scheduler":
+            self._load_engine()
+        if self.role == "all" and self.dispatcher.broker is None:
+            recovered = queue.recover(ws.db, ws.settings.queue.max_attempts, all_running=True)
+            log.info("recovered %d interrupted job(s); %d waiting", recovered,
+                     queue.depth(ws.db))
+        self.metrics = Metrics(depth=lambda: queue.depth(ws.db),
+                               states=lambda: queue.counts(ws.db))
+        self.state = AppState(ws, secret, self.metrics, extra_health=self.health,
+                              batcher=queue.Batcher(ws.db) if self.serves_http else None,
+                              keys=keys, dispatcher=self.dispatcher)
+        self.dispatcher.wake = self.state.wake
+        self._start_parts()
+        if self.serves_http:
+            from uvicorn.importer import import_from_string
+
+            self._start_http(import_from_string(self.app_factory)(self.state))
+        log.info("role %s started (queue: %s)", self.role,
+                 "broker" if self.dispatcher.broker is not None else "embedded")
+
+    def _keys(self):
         for warning in exposure_warnings(self.ws.settings, self.host, self.tls):
             log.warning(warning)
-
-        from monitor.daemon.metrics import Metrics
-        from monitor.daemon.schedule import build_scheduler, sync_sources
-        from monitor.daemon.state import AppState
-        from monitor.daemon.worker import Workers
-        from monitor.outcome.webhooks import WebhookSender
-
-        ws, server = self.ws, self.ws.settings.server
-        secret = ws.settings.secret(server.webhook_secret, server.webhook_secret_file)
-        keys = keyring(ws.settings, secret or None)  # every key's secret read and vetted now
+        server = self.ws.settings.server
+        secret = self.ws.settings.secret(server.webhook_secret, server.webhook_secret_file)
+        keys = keyring(self.ws.settings, secret or None)  # every key's secret read and vetted
         if server.require_signature and not keys:
             raise ConfigError("server.require_signature is on but no key is configured: set "
                               "MONITOR_SERVER__WEBHOOK_SECRET (e.g. `openssl rand -hex 32`), "
                               "server.webhook_secret_file, or [[server.keys]] tables")
-        _ = ws.rules
-        engine = ws.engine()
+        return secret, keys
+
+    def _dispatcher(self):
+        from monitor.daemon.messages import Dispatcher
+
+        url = self.ws.settings.queue.broker_url
+        broker = None
+        if url:
+            from monitor.daemon.broker import Broker
+
+            broker = Broker(self.ws.settings.queue)
+        return Dispatcher(broker, threading.Event()).activate()
+
+    def _load_engine(self) -> None:
+        from monitor.services.gallery_sync import GallerySync
+        from monitor.services.snapshots import restore
+
+        _ = self.ws.rules
+        restore(self.ws)  # a new machine: start from the published snapshot
+        self.sync = GallerySync(self.ws, lambda: self.state.gallery_lock.write(),
+                                save=self.role != "worker")
+        self.sync.mark()
+        engine = self.ws.engine()
         for s in engine.statuses():
             if s.enabled and not s.available:
                 log.warning("stage %s unavailable: %s %s", s.name, s.reason, s.fix)
-        recovered = queue.recover(ws.db, all_running=True)
-        log.info("recovered %d interrupted job(s); %d waiting", recovered, queue.depth(ws.db))
 
-        self.metrics = Metrics(depth=lambda: queue.depth(ws.db))
-        self.state = AppState(ws, secret, self.metrics, extra_health=self.health,
-                              batcher=queue.Batcher(ws.db), keys=keys)
-        self.sender = WebhookSender(ws, self.stop, self.metrics)
-        self.workers = Workers(self.state, self.n_workers, self.stop, LEASE_SECONDS,
-                               on_violation=self.sender.wake.set)
-        self.scheduler = build_scheduler(ws.db)
-        self.scheduler.start(paused=True)
-        jobs = sync_sources(self.scheduler, ws.settings, self.config_path)
-        self.scheduler.resume()
-        log.info("scheduled sources: %s", ", ".join(jobs) or "none")
-        self.workers.start()
-        self.sender.start()
-        threading.Thread(target=self._maintenance, name="maintenance", daemon=True).start()
-        self._start_http(import_from_string(self.app_factory)(self.state))
+    def _start_parts(self) -> None:
+        from monitor.daemon.scheduling import SchedulerPart
+
+        if self.role in ("all", "scheduler"):
+            self.scheduling = SchedulerPart(self.ws, self.config_path, self.dispatcher,
+                                            self.stop, self.metrics)
+            self.scheduling.start()
+        if self.role in ("all", "worker"):
+            self.workers = self._workers()
+            self.workers.start()
+        if self.sync is not None:
+            self.sync.start(self.stop, self.ws.settings.queue.gallery_sync)
+
+    def _workers(self):
+        wake = self.scheduling.wake_sender if self.scheduling is not None else None
+        broker = self.dispatcher.broker
+        if broker is not None:
+            from monitor.daemon.consumer import BrokerWorkers
+
+            return BrokerWorkers(self.state, broker, self.n_workers, on_violation=wake)
+        from monitor.daemon.worker import Workers
+
+        return Workers(self.state, self.n_workers, self.stop,
+                       self.ws.settings.queue.lease_seconds, on_violation=wake)
 
     def _start_http(self, app) -> None:
         import uvicorn
@@ -144,37 +208,30 @@ class Daemon:
         log.info("listening on %s://%s:%d (OpenAPI at /docs)", "https" if self.tls else "http",
                  self.host, self.bound_port)
 
-    def _maintenance(self) -> None:
-        while not self.stop.wait(MAINTENANCE_EVERY):
-            try:
-                if n := queue.recover(self.ws.db):
-                    log.warning("recovered %d job(s) whose lease ran out", n)
-                    self.state.wake.set()
-            except Exception:  # noqa: BLE001 - retried next pass
-                log.exception("lease recovery failed")
-            self._send_alerts()
-
-    def _send_alerts(self) -> None:
-        """Deliver pending immediate e-mail alerts (outbox), when SMTP is configured."""
-        if not self.ws.settings.smtp.host:
-            return
-        from monitor.outcome.notify import send_pending_alerts
-
-        try:
-            if n := send_pending_alerts(self.ws):
-                log.info("sent %d alert(s)", n)
-        except Exception:  # noqa: BLE001 - alerts record their own failures; retried
-            log.exception("alert delivery failed")
-
     # -- status ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        """Daemon parts for ``/healthz``: scheduler state and jobs, live worker count."""
-        jobs = [{"id": j.id, "next_run_time": j.next_run_time.isoformat()
-                 if j.next_run_time else None} for j in self.scheduler.get_jobs()]
-        alive = self.workers.alive()
-        return {"scheduler": {"ok": bool(self.scheduler.running), "jobs": jobs},
-                "workers": {"ok": alive == self.n_workers, "alive": alive,
-                            "configured": self.n_workers}}
+        """Daemon parts for ``/healthz``: the role, the broker, the scheduler (this
+        process's part, or who holds the lease) and this process's workers."""
+        doc: dict[str, Any] = {"role": self.role}
+        d = self.dispatcher
+        if d is not None:
+            doc["broker"] = {"ok": d.last_error is None, "error": d.last_error,
+                             "kind": "embedded" if d.broker is None
+                             else d.broker.url.split(":", 1)[0],
+                             "sent": d.sent, "send_failures": d.failed}
+        if self.scheduling is not None:
+            doc["scheduler"] = self.scheduling.health()
+        else:  # another process's part: is one active? (sweeps and schedules need one)
+            from monitor.daemon.scheduling import elsewhere
+
+            doc["scheduler"] = elsewhere(self.ws)
+        if self.workers is not None:
+            alive = self.workers.alive()
+            doc["workers"] = {"ok": alive == self.n_workers, "alive": alive,
+                              "configured": self.n_workers}
+        if self.sync is not None:
+            doc["gallery_version"] = self.sync.version
+        return doc
 
     # -- stop ----------------------------------------------------------------------
     def run_until_stopped(self) -> None:
@@ -184,29 +241,33 @@ class Daemon:
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop HTTP, scheduler, workers (release unfinished leases) and the webhook sender."""
+        """Stop HTTP, scheduler, workers (release unfinished leases) and the senders."""
         self.stop.set()
         log.info("stopping")
-        if getattr(self, "http", None) is not None:
+        if self.http is not None:
             self.http.should_exit = True
-        if getattr(self, "http_thread", None) is not None:
+        if self.http_thread is not None:
             self.http_thread.join(15.0)
-        if getattr(self, "state", None) is not None and self.state.batcher is not None:
+        if self.state is not None and self.state.batcher is not None:
             self.state.batcher.close()
-        if getattr(self, "scheduler", None) is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        if getattr(self, "workers", None) is not None:
+        if self.scheduling is not None:
+            self.scheduling.shutdown()
+        if self.workers is not None:
             left = self.workers.join(self.grace)
             if left:
                 log.warning("released %d unfinished job(s) back to the queue", len(left))
-        if getattr(self, "sender", None) is not None:
-            self.sender.join(5.0)
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+            if self.dispatcher.broker is not None:
+                self.dispatcher.broker.stop(1.0)
         log.info("stopped")
 
 
 def serve(ws: Workspace, config_path: str | Path, host: str | None = None,
-          port: int | None = None, workers: int | None = None, tls: Tls | None = None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT; returns the exit code (0).
+          port: int | None = None, workers: int | None = None, tls: Tls | None = None,
+          role: str = "all") -> int:
+    """Run a daemon of ``role`` in this process until SIGTERM/SIGINT; returns the exit
+    code (0).
 
     Raises:
         ConfigError, StageUnavailable, OSError: see :meth:`Daemon.start`.
@@ -214,7 +275,7 @@ def serve(ws: Workspace, config_path: str | Path, host: str | None = None,
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    daemon = Daemon(ws, str(config_path), host, port, workers, tls=tls)
+    daemon = Daemon(ws, str(config_path), host, port, workers, tls=tls, role=role)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)

@@ -26,9 +26,11 @@ from sqlalchemy import Engine
 
 from monitor.config import Settings
 from monitor.config.daemon import SourceSettings
+from monitor.daemon.messages import notify
 from monitor.intake.crawl.base import CrawlLog
 from monitor.services.scans import close_if_idle
 from monitor.services.sources import discover
+from monitor.services.submissions import MAX_URL
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 from monitor.store import scans as scans_repo
@@ -100,10 +102,17 @@ def queue_source(ws: Workspace, source_name: str) -> int:
         scans_repo.record_discovery(s, scan.id, found.summary(), len(found.errors))
     kind = "file" if source.kind == "folder" else "crawl"
     where = "path" if kind == "file" else "url"
+    long = [d for d in items if len(d.location) > MAX_URL or len(d.page_url or "") > MAX_URL]
+    if long:
+        log.warning("source %s: %d location(s) longer than %d characters skipped, e.g. %s…",
+                    source.name, len(long), MAX_URL, long[0].location[:80])
     requests = [{"kind": kind, "source": source.name, "page_url": d.page_url,
                  "scan_id": scan.id, "dedupe_location": True, where: d.location}
-                for d in items]
-    created = sum(r.created for r in queue.enqueue_many(ws.db, requests)) if requests else 0
+                for d in items if all(d is not x for x in long)]
+    made = [r.job.id for r in queue.enqueue_many(ws.db, requests) if r.created] \
+        if requests else []
+    notify(made)  # the workers of this process, or a broker message per job
+    created = len(made)
     close_if_idle(ws, scan.id, stages=False)
     log.info("source %s: %d job(s) queued (scan %s)", source.name, created, scan.id)
     return created

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.daemon.messages import Dispatcher
 from monitor.daemon.metrics import Metrics
 from monitor.services.signing import ApiKey
 from monitor.services.workspace import Workspace
@@ -77,6 +78,8 @@ class AppState:
         batcher: group-commits submissions (None: one transaction each).
         keys: the API keys by id, read and vetted once at start
             (:func:`monitor.services.signing.keyring`); None: read on first use.
+        dispatcher: tells the workers about new jobs (a broker message per job, or a
+            wake-up of this process's workers); None: :attr:`wake` only.
     """
 
     ws: Workspace
@@ -87,6 +90,7 @@ class AppState:
     extra_health: Callable[[], dict[str, Any]] | None = None
     batcher: queue.Batcher | None = None
     keys: dict[str, ApiKey] | None = None
+    dispatcher: Dispatcher | None = None
     _depth: tuple[float, int] = (0.0, 0)
     _depth_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -115,6 +119,13 @@ class AppState:
 
             return await run_in_threadpool(lambda: queue.enqueue(self.ws.db, **request))
         return await asyncio.wrap_future(self.batcher.submit(**request))
+
+    def announce(self, job_id: str) -> None:
+        """Tell the workers job ``job_id`` was committed (returns at once)."""
+        if self.dispatcher is None:
+            self.wake.set()
+        else:
+            self.dispatcher.jobs_created([job_id])
 
     def bump_depth(self) -> None:
         """Count a job just created into the cached depth."""

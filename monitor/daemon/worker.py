@@ -4,8 +4,9 @@ A check is idempotent (the checker upserts the candidate by location and
 sha256, matches by candidate × protected image, violations by match), so a
 job re-run after a crash updates the same rows instead of duplicating them:
 every accepted submission is checked *effectively once*. The result JSON (the
-``check --format jsonl`` shape) is written to ``<data>/results/<id[:2]>/<id>.json``
-before the job is marked done, so a ``done`` check always has a result to show.
+``check --format jsonl`` shape) is written to the blob store as
+``results/<id[:2]>/<id>.json`` (under the data folder by default) before the job is marked
+done, so a ``done`` check always has a result to show.
 
 Jobs found by a scheduled source (``crawl``, ``file``) are fetched like ``monitor scan
 SOURCE`` does (conditional GET; an unchanged image is not re-checked, its job is done
@@ -21,11 +22,12 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from monitor.daemon.state import AppState
-from monitor.errors import FetchError
+from monitor.errors import BlobNotFound, FetchError, MonitorError
 from monitor.intake.crawl.base import Discovered
 from monitor.outcome.jsonl import result_json
 from monitor.services.check import CandidateInput, check_one
@@ -42,16 +44,19 @@ POLL = 0.5
 """Seconds an idle worker waits before looking at the queue again (unless woken)."""
 
 
-def result_path(ws: Workspace, job_id: str) -> Path:
-    """Where the result JSON of job ``job_id`` is kept."""
-    return ws.data_dir / "results" / job_id[:2] / f"{job_id}.json"
+def result_key(job_id: str) -> str:
+    """Blob key of the result JSON of job ``job_id`` (``results/<id[:2]>/<id>.json``)."""
+    return f"results/{job_id[:2]}/{job_id}.json"
 
 
 def load_result(ws: Workspace, job_id: str) -> dict[str, Any] | None:
-    """The stored result of a finished job, or None."""
+    """The stored result of a finished job (from the blob store, which the api shares
+    with the workers of other machines), or None when there is none or it is unreadable."""
     try:
-        return json.loads(result_path(ws, job_id).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        path = ws.blobs.local_path(result_key(job_id))
+        raw = path.read_bytes() if path is not None else ws.blobs.get(result_key(job_id))
+        return json.loads(raw)
+    except (OSError, ValueError, MonitorError):
         return None
 
 
@@ -59,7 +64,7 @@ def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     """The :class:`~monitor.services.check.CandidateInput` a job stands for, or the id of
     the settled candidate it found unchanged.
 
-    Uploads are named ``upload:<sha256>`` and read from the data folder (sniffed and
+    Uploads are named ``upload:<sha256>`` and read from the blob store (sniffed and
     hashed at intake, written content-addressed: neither is done again); a URL
     submission is fetched in full by the checker. ``crawl`` and ``file`` jobs (found by
     a source) go through :func:`monitor.services.sources.fetch_or_touch`, as in
@@ -69,13 +74,13 @@ def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     source_name = job.source
     if job.kind == "submission":
         if job.path:
-            spool = ws.data_dir / job.path
             item = CandidateInput(f"upload:{job.sha256}", page_url=job.page_url,
-                                  source_name=source_name, sha256=job.sha256, spool=spool,
+                                  source_name=source_name, sha256=job.sha256,
+                                  spool=ws.blobs.local_path(job.path),  # None for S3
                                   sniffed=True)
             try:
-                item.data = spool.read_bytes()
-            except OSError as exc:
+                item.data = ws.blobs.get(job.path)
+            except BlobNotFound as exc:
                 item.error = FetchError(f"uploaded bytes are gone: {exc}")
             return item
         return CandidateInput(job.url or "", page_url=job.page_url, source_name=source_name)
@@ -103,21 +108,105 @@ def run_job(st: AppState, job: Job) -> CheckResult | int:
     with st.gallery_lock.read():
         result = check_one(ws, item, collection, scan_id=job.scan_id)
         doc = result_json(result, ws.gallery_info())
-    _write_result(result_path(ws, job.id), json.dumps(doc).encode())
+    _write_result(ws, job.id, json.dumps(doc).encode())
     return result
 
 
-def _write_result(path: Path, payload: bytes) -> None:
-    """Write via a temporary file and rename, without fsync: survives a killed process;
-    after an OS crash a result may be missing (GET then shows no ``result``), never torn."""
+def _write_result(ws: Workspace, job_id: str, payload: bytes) -> None:
+    """Store a result: in the data folder via a temporary file and rename, without fsync
+    (survives a killed process; after an OS crash a result may be missing, GET then shows
+    no ``result``, never a torn one); in an S3 blob store as one object."""
+    path = ws.blobs.local_path(result_key(job_id))
+    if path is None:
+        ws.blobs.put(result_key(job_id), payload)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{threading.get_ident()}")
     tmp.write_bytes(payload)
     os.replace(tmp, path)
 
 
+def process(st: AppState, name: str, job: Job, on_violation: Callable[[], None] | None = None
+            ) -> str:
+    """Run leased ``job`` (:func:`run_job`) and record the outcome on its row.
+
+    Returns the job's new state: ``done``; ``queued`` (failed, retried after the
+    backoff of ``queue.backoff``); ``error`` (failed its ``queue.max_attempts``-th
+    lease: the dead-letter state); or ``lost`` (its lease was taken away meanwhile).
+    ``on_violation`` is called after a check that found a violation.
+    """
+    db, metrics, q = st.ws.db, st.metrics, st.settings.queue
+    start = time.perf_counter()
+    try:
+        outcome = run_job(st, job)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+        status = queue.fail(db, job, f"{type(exc).__name__}: {exc}", q.max_attempts, q.backoff)
+        log.warning("%s: job %s failed (%s): %s", name, job.id, status, exc)
+        metrics.checks.labels("failed").inc()
+        if status == "error":  # its last attempt: the scan may be complete now
+            _close_scan(st, job)
+        return status
+    took = time.perf_counter() - start
+    if isinstance(outcome, int):  # unchanged since last seen: not re-checked
+        candidate_id, verdict = outcome, None
+    else:
+        candidate_id, verdict = outcome.candidate_id, outcome.verdict
+        metrics.check_seconds.observe(took)
+        metrics.checks.labels(verdict.value).inc()
+    log.info("%s: %s job %s from %s: candidate %s %s in %.0f ms", name, job.kind, job.id,
+             job.source, candidate_id, verdict.value if verdict else "unchanged", 1000 * took)
+    done = queue.complete(db, job, candidate_id)
+    if done:
+        _cleanup(st, job)
+        _close_scan(st, job)
+    if verdict == Verdict.VIOLATION and on_violation:
+        on_violation()
+    return "done" if done else "lost"
+
+
+def _close_scan(st: AppState, job: Job) -> None:
+    """Close the job's scan if this was its last active job (errors are logged)."""
+    try:
+        close_if_idle(st.ws, job.scan_id)
+    except Exception:  # noqa: BLE001 - a scan left running must not stop the worker
+        log.exception("closing scan %s failed", job.scan_id)
+
+
+def _cleanup(st: AppState, job: Job) -> None:
+    if job.kind == "submission" and job.path and job.path.startswith("uploads/"):
+        st.ws.blobs.delete(job.path)
+
+
+class InFlight:
+    """The jobs a process's worker threads hold right now, to give back at shutdown."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def held(self, job: Job) -> Iterator[None]:
+        """Count ``job`` as in flight for the duration of the block."""
+        with self._lock:
+            self.jobs[job.id] = job
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.jobs.pop(job.id, None)
+
+    def release_all(self, db) -> list[Job]:
+        """Give every job still held back to the queue untouched
+        (:func:`monitor.store.queue.release`); returns them."""
+        with self._lock:
+            left = list(self.jobs.values())
+        for job in left:
+            queue.release(db, job)
+        return left
+
+
 class Workers:
-    """``n`` threads draining the queue until ``stop`` is set.
+    """``n`` threads draining the embedded queue (the job table) until ``stop`` is set.
 
     ``on_violation`` is called (no arguments) after a check that found a
     violation, to wake the webhook sender.
@@ -129,8 +218,7 @@ class Workers:
         self.lease_seconds = lease_seconds
         self.on_violation = on_violation
         self.threads: list[threading.Thread] = []
-        self.in_flight: dict[str, Job] = {}
-        self._lock = threading.Lock()
+        self.in_flight = InFlight()
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -149,11 +237,7 @@ class Workers:
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            left = list(self.in_flight.values())
-        for job in left:
-            queue.release(self.st.ws.db, job)
-        return left
+        return self.in_flight.release_all(self.st.ws.db)
 
     def _loop(self, name: str) -> None:
         db = self.st.ws.db
@@ -168,49 +252,5 @@ class Workers:
                 self.st.wake.wait(POLL)
                 self.st.wake.clear()
                 continue
-            with self._lock:
-                self.in_flight[job.id] = job
-            try:
-                self._process(name, job)
-            finally:
-                with self._lock:
-                    self.in_flight.pop(job.id, None)
-
-    def _process(self, name: str, job: Job) -> None:
-        db, metrics = self.st.ws.db, self.st.metrics
-        start = time.perf_counter()
-        try:
-            outcome = run_job(self.st, job)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            status = queue.fail(db, job, f"{type(exc).__name__}: {exc}")
-            log.warning("%s: job %s failed (%s): %s", name, job.id, status, exc)
-            metrics.checks.labels("failed").inc()
-            if status == "error":  # its last attempt: the scan may be complete now
-                self._close_scan(job)
-            return
-        took = time.perf_counter() - start
-        if isinstance(outcome, int):  # unchanged since last seen: not re-checked
-            candidate_id, verdict = outcome, None
-        else:
-            candidate_id, verdict = outcome.candidate_id, outcome.verdict
-            metrics.check_seconds.observe(took)
-            metrics.checks.labels(verdict.value).inc()
-        log.info("%s: %s job %s from %s: candidate %s %s in %.0f ms", name, job.kind, job.id,
-                 job.source, candidate_id, verdict.value if verdict else "unchanged",
-                 1000 * took)
-        if queue.complete(db, job, candidate_id):
-            self._cleanup(job)
-            self._close_scan(job)
-        if verdict == Verdict.VIOLATION and self.on_violation:
-            self.on_violation()
-
-    def _close_scan(self, job: Job) -> None:
-        """Close the job's scan if this was its last active job (errors are logged)."""
-        try:
-            close_if_idle(self.st.ws, job.scan_id)
-        except Exception:  # noqa: BLE001 - a scan left running must not stop the worker
-            log.exception("closing scan %s failed", job.scan_id)
-
-    def _cleanup(self, job: Job) -> None:
-        if job.kind == "submission" and job.path and job.path.startswith("uploads/"):
-            (self.st.ws.data_dir / job.path).unlink(missing_ok=True)
+            with self.in_flight.held(job):
+                process(self.st, name, job, self.on_violation)

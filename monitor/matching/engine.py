@@ -311,3 +311,11 @@ class Engine:
         from monitor.matching import persist
 
         return persist.load(self, folder, live, fetch, progress)
+
+    def reconcile(self, live: np.ndarray, fetch: Callable[[list[int]], list[GalleryEntry]]
+                  ) -> bool:
+        """Bring the open indices to the ``live`` gallery ids, incrementally
+        (:func:`monitor.matching.persist.reconcile`). Returns True when anything changed."""
+        from monitor.matching import persist
+
+        return persist.reconcile(self, live, fetch)

@@ -20,6 +20,7 @@ not the gallery.
 from __future__ import annotations
 
 import copy
+import fcntl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -49,9 +50,23 @@ FETCH_BATCH = 256
 
 def save(engine: Engine, folder: Path) -> None:
     """Save every index under ``folder``: retrieval indices rewritten atomically, the
-    feature store appended (only new records), the vote index when kept."""
+    feature store appended (only new records), the vote index when kept.
+
+    Several processes may save one folder (``monitor serve`` beside a ``gallery add``, or
+    api processes): each save holds an exclusive ``flock`` on ``folder/.lock`` and first
+    reads the records others saved (:meth:`LocalIndex.refresh`), so none is lost from the
+    shared feature store. The retrieval files are snapshots of the saver's memory; one
+    that lacks another process's latest change is caught up by the reconcile of whoever
+    opens it (:func:`reconcile` compares ids with the database)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine.local_index.refresh()
+        _save_locked(engine, folder)
+
+
+def _save_locked(engine: Engine, folder: Path) -> None:
     engine.hash_index.save(folder / "hash.npz", HASH_FINGERPRINT)
     for name, index, stage in (("descriptor", engine.descriptor_index, engine.descriptor),
                                ("clip", engine.clip_index, engine.clip)):
@@ -89,12 +104,25 @@ def load(engine: Engine, folder: Path, live: np.ndarray,
          fetch: Callable[[list[int]], list[GalleryEntry]],
          progress: Callable[[int], None] | None = None) -> bool:
     """Open the saved indices under ``folder`` and reconcile them with ``live`` (``(N,)
-    int64`` ids of the protected images to match). ``fetch(ids)`` returns the
-    :class:`~monitor.matching.engine.GalleryEntry` of those ids (vectors of the current
-    models filled in where it can); ``progress(n)`` is told of every image added.
-    Returns True when any index changed (the caller saves)."""
-    folder, live = Path(folder), np.unique(np.asarray(live, np.int64))
-    _open(engine, folder, len(live))
+    int64`` ids of the protected images to match; :func:`reconcile`). Returns True when
+    any index changed (the caller saves)."""
+    live = np.unique(np.asarray(live, np.int64))
+    _open(engine, Path(folder), len(live))
+    return reconcile(engine, live, fetch, progress)
+
+
+def reconcile(engine: Engine, live: np.ndarray,
+              fetch: Callable[[list[int]], list[GalleryEntry]],
+              progress: Callable[[int], None] | None = None) -> bool:
+    """Bring the engine's open indices to the gallery ids ``live``: ids no longer live are
+    removed, missing ones fetched (``fetch(ids)`` returns their
+    :class:`~monitor.matching.engine.GalleryEntry`, vectors of the current models filled
+    in where it can) and added; ``progress(n)`` is told of every image added. Verification
+    records another process saved to the shared feature store since are read first
+    (:meth:`FeatureStore.refresh`), so they are not computed again. The caller holds the
+    gallery's write lock. Returns True when any index changed."""
+    live = np.unique(np.asarray(live, np.int64))
+    engine.local_index.refresh()
     changed = False
     for index in _indices(engine):
         extra = np.setdiff1d(index.ids(), live).tolist()

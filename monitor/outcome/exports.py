@@ -6,7 +6,8 @@ report for the same filters. Timestamps are ISO 8601 in UTC; ``region`` is
 ``target_region`` [x0, y0, x1, y1] the copied part of the protected image, in its pixels;
 ``query_overlap`` and ``target_overlap`` the shares in [0, 1] of the found image that is
 the copy and of the protected image that was copied; ``distance`` is the pHash Hamming
-distance in bits of 64. In CSV, structured
+distance in bits of 64; ``evidence_file`` where the evidence is stored (its path when the
+blob store is a folder, else its ``s3://`` URL). In CSV, structured
 values (region, quad, headers, meta) are JSON text and missing values are empty.
 """
 
@@ -18,6 +19,7 @@ import json
 from datetime import datetime
 
 from monitor.outcome.items import ReportItem
+from monitor.outcome.stored import location
 from monitor.store import Store
 
 COLUMNS = (
@@ -37,7 +39,11 @@ def _iso(value: datetime) -> str:
 
 
 def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
-    """One item as a flat dict keyed by :data:`COLUMNS` (JSON-ready values)."""
+    """One item as a flat dict keyed by :data:`COLUMNS` (JSON-ready values).
+
+    Raises:
+        ConfigError: the blob store cannot be opened (:func:`stored.blobs_of`).
+    """
     cw, ch = item.candidate_size or (None, None)
     return {
         "violation_id": item.violation_id, "verdict": item.verdict, "status": item.status,
@@ -51,7 +57,7 @@ def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
         "candidate_width": cw, "candidate_height": ch, "http_status": item.http_status,
         "headers": item.headers, "first_seen": _iso(item.first_seen),
         "last_seen": _iso(item.last_seen), "evidence_path": item.evidence_path,
-        "evidence_file": str(ws.data_dir / item.evidence_path) if item.evidence_path else None,
+        "evidence_file": location(ws, item.evidence_path) if item.evidence_path else None,
         "stage": item.stage, "score": item.score, "distance": item.distance,
         "cosine": item.cosine, "inliers": item.inliers, "agreement": item.agreement,
         "mirrored": item.mirrored,

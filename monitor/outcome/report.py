@@ -1,11 +1,12 @@
 """Reports: violations and review items from the store, as HTML (one self-contained file),
 JSON or CSV, per scan or as a digest over a period.
 
-The report reads the database and the data folder only, never the stages. Each
-HTML item shows the protected image and the found image side by side, the
-matched area drawn into the found image's pixels (:mod:`monitor.outcome.thumbs`),
-thumbnails inlined as JPEG data URIs, the fetch's HTTP status and headers when
-known, and a relative link to the archived evidence copy under the data folder.
+The report reads the database and the blob store only (stored copies and evidence,
+:mod:`monitor.outcome.stored`), never the stages. Each HTML item shows the protected
+image and the found image side by side, the matched area drawn into the found image's
+pixels (:mod:`monitor.outcome.thumbs`), thumbnails inlined as JPEG data URIs, the fetch's
+HTTP status and headers when known, and a link to the archived evidence copy (relative
+when the blob store is a folder, see :func:`evidence_link`).
 Templates can be overridden from ``report.templates_dir``.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from monitor.outcome import stored
 from monitor.outcome.exports import to_csv, to_json
 from monitor.outcome.items import (
     SEVERITY_RANK,
@@ -63,12 +65,27 @@ def _summary(items: list[ReportItem], scans: list[Scan]) -> dict:
     }
 
 
-def evidence_link(ws: Store, rel: str | None, base: Path | None) -> str | None:
-    """URL of the archived evidence file: relative to ``base`` (the report's folder), so the
-    link survives moving the deployment; a ``file:`` URI when ``base`` is None."""
+def evidence_link(ws: Store, rel: str | None, base: Path | None,
+                  violation_id: int | None = None) -> str | None:
+    """URL of the archived evidence file. When the blob store is a folder: relative to
+    ``base`` (the report's folder), so the link survives moving the deployment; a ``file:``
+    URI when ``base`` is None. When it is a bucket: the dashboard's download of
+    ``violation_id`` under ``server.base_url`` when that is set, else the object's URL
+    (``s3://…``, for tools that read the bucket).
+
+    Raises:
+        ValueError: ``rel`` is not a valid key.
+        ConfigError: the blob store cannot be opened (see :func:`stored.blobs_of`).
+    """
     if not rel:
         return None
-    target = (ws.data_dir / rel).absolute()
+    path = stored.local_file(ws, rel)
+    if path is None:
+        site = ws.settings.server.base_url.rstrip("/")
+        if site and violation_id is not None:
+            return f"{site}/violations/{violation_id}/evidence"
+        return stored.location(ws, rel)
+    target = path.absolute()
     if base is None:
         return target.as_uri()
     return quote(Path(os.path.relpath(target, base.absolute())).as_posix())
@@ -83,7 +100,8 @@ def render_report(ws: Store, items: list[ReportItem], scans: list[Scan],
     made relative to it); ``period`` (start, end) titles the report as a digest.
     """
     cache = ThumbCache(ws)
-    rows = [(i, *cache.pair(i), evidence_link(ws, i.evidence_path, link_base)) for i in items]
+    rows = [(i, *cache.pair(i), evidence_link(ws, i.evidence_path, link_base, i.violation_id))
+            for i in items]
     return render(ws.settings, "report.html.j2", rows=rows, scans=scans,
                   summary=_summary(items, scans), generated=utcnow(),
                   filters={k: v for k, v in filters.items() if v}, mark=MARK_COLOUR,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitor.outcome.items import get_item
+from monitor.outcome.stored import location
 from monitor.outcome.templating import render
 from monitor.store import Store, write_atomic
 from monitor.store.models import utcnow
@@ -32,13 +33,13 @@ def render_takedown(ws: Store, violation_id: int) -> str:
 
     Raises:
         NotFound: no violation has this id.
-        ConfigError: a user template is malformed.
+        ConfigError: a user template is malformed, or the blob store cannot be opened.
     """
     with ws.session() as s:
         item = get_item(s, violation_id)
     base = ws.settings.server.base_url.rstrip("/")
     return render(ws.settings, TEMPLATE, item=item, meta=item.meta, today=utcnow(),
-                  evidence_file=str(ws.data_dir / item.evidence_path)
+                  evidence_file=location(ws, item.evidence_path)
                   if item.evidence_path else None,
                   detail_url=f"{base}/violations/{item.violation_id}" if base else None)
 

@@ -2,8 +2,9 @@
 where the copy is on the found image, and which part of the protected image it copies.
 
 The outline is drawn into the pixels (not an overlay) so it survives printing,
-e-mail clients and copies of the file. A missing or unreadable stored copy
-becomes a placeholder with a note, never a crash.
+e-mail clients and copies of the file. Stored copies are read through the deployment's
+blob store (a folder or a bucket, :mod:`monitor.outcome.stored`). A missing or unreadable
+stored copy becomes a placeholder with a note, never a crash.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import base64
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from PIL import Image, ImageDraw
 
-from monitor.errors import MonitorError
-from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_file
+from monitor.errors import BlobNotFound, MonitorError
+from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_bytes, decode_file
 from monitor.outcome.items import ReportItem
+from monitor.outcome.stored import blobs_of
 from monitor.store import Store
 
 MARK_COLOUR = (255, 0, 255)
@@ -83,27 +84,38 @@ def data_uri(jpeg: bytes) -> str:
 
 
 @runtime_checkable
-class StoredImageLoader(Protocol):
-    """A store that decodes its stored files itself (the services layer's ``Workspace``,
+class BlobImageLoader(Protocol):
+    """A store that decodes its stored objects itself (the services layer's ``Workspace``,
     with the decode limits and working size of its matching engine)."""
 
-    def load_stored(self, path: Path) -> DecodedImage:
-        """Decode the stored file at ``path``."""
+    def load_blob(self, key: str) -> DecodedImage:
+        """Decode the object ``key`` of the blob store."""
         ...
 
 
-def load_stored(ws: Store, path: Path) -> DecodedImage:
-    """Decode the stored file at ``path``: with ``ws.load_stored`` when ``ws`` has it
-    (:class:`StoredImageLoader`), else with the ``decode.*`` limits of its settings.
+def load_stored(ws: Store, rel: str) -> DecodedImage:
+    """Decode the stored object ``rel`` of the deployment's blob store: with
+    ``ws.load_blob`` when ``ws`` has it (:class:`BlobImageLoader`), else with the
+    ``decode.*`` limits of its settings (from its file when the store is a folder).
 
     Raises:
+        BlobNotFound: nothing is stored at ``rel``.
+        StoreError: the blob store cannot be read.
         DecodeError: the bytes are not a usable image.
         OSError: the file cannot be read.
+        ValueError: ``rel`` is not a valid key.
     """
-    if isinstance(ws, StoredImageLoader):
-        return ws.load_stored(path)
+    if isinstance(ws, BlobImageLoader):
+        return ws.load_blob(rel)
     d = ws.settings.decode
-    return decode_file(path, DecodeLimits(d.max_bytes, d.max_pixels, d.work_side))
+    limits = DecodeLimits(d.max_bytes, d.max_pixels, d.work_side)
+    blobs = blobs_of(ws)
+    path = blobs.local_path(rel)
+    if path is None:
+        return decode_bytes(blobs.get(rel), limits)
+    if not path.is_file():
+        raise BlobNotFound(f"blob store {blobs.url}: no object {rel}")
+    return decode_file(path, limits)
 
 
 def make_thumb(ws: Store, rel: str | None, sha256: str | None, what: str,
@@ -111,18 +123,18 @@ def make_thumb(ws: Store, rel: str | None, sha256: str | None, what: str,
                side: int | None = None) -> Thumb:
     """Thumbnail (longest side ``side``, default ``report.thumb_side`` pixels) of a stored file.
 
-    ``rel`` is relative to the data folder. The matched area is drawn when
-    ``quad`` or ``region`` is given. The file's sha256 is checked against the
-    recorded one and a mismatch is noted.
+    ``rel`` is its key in the deployment's blob store (the relative path under the data
+    folder by default). The matched area is drawn when ``quad`` or ``region`` is given.
+    The file's sha256 is checked against the recorded one and a mismatch is noted. Never
+    raises: an absent or unreadable file (or an unreachable store) is a placeholder.
     """
     if not rel:
         return Thumb(None, note=f"no {what} was archived")
-    path = ws.data_dir / rel
-    if not path.is_file():
-        return Thumb(None, note=f"{what} missing: {rel}")
     try:
-        decoded = load_stored(ws, path)
-    except (MonitorError, OSError) as exc:
+        decoded = load_stored(ws, rel)
+    except BlobNotFound:
+        return Thumb(None, note=f"{what} missing: {rel}")
+    except (MonitorError, OSError, ValueError) as exc:
         return Thumb(None, note=f"{what} unreadable ({rel}): {exc}")
     image = decoded.image.copy()
     side = side or ws.settings.report.thumb_side

@@ -18,6 +18,7 @@ its estimated peak memory from the workspace's ``decode_budget``
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,10 +49,11 @@ class CandidateInput:
     ``location`` read (a file path) or fetched (an http(s) URL). ``error`` set
     means the bytes could not be had; it is recorded as the candidate's state.
     ``sha256`` may be given when the caller hashed the bytes already (an upload);
-    otherwise the pipeline computes it once. ``spool`` is the file in the data folder
-    that holds ``data`` (a queued upload): flagged, it becomes the evidence by a hard
-    link instead of a second copy. ``sniffed`` says the bytes' magic was matched to a
-    raster format at intake (``POST /v1/submissions``), so decoding does not sniff again.
+    otherwise the pipeline computes it once. ``spool`` is the file in the blob store's
+    folder that holds ``data`` (a queued upload; None when the store is a bucket): flagged,
+    it becomes the evidence by a hard link instead of a second copy. ``sniffed`` says the
+    bytes' magic was matched to a raster format at intake (``POST /v1/submissions``), so
+    decoding does not sniff again.
     """
 
     location: str
@@ -219,16 +221,39 @@ class Pipeline:
                            candidate_id=it.candidate_id)
 
     def _evidence(self, it: CandidateInput, flagged: bool) -> str | None:
-        """Archive a flagged candidate's bytes once (chain of custody); the relative path."""
+        """Archive a flagged candidate's bytes once (chain of custody) in the blob store;
+        their key (the relative path ``evidence/ab/abcd….<format>``).
+
+        A queued upload (``it.spool``) in a blob store that is a folder becomes the
+        evidence by a hard link (no bytes written); anything else is written with
+        :meth:`BlobStore.put <monitor.store.blobs.BlobStore.put>`.
+
+        Raises:
+            StoreError: the blob store cannot be written.
+        """
         if not flagged or it.evidence_path:
             return None
         d = it.decoded
         rel = f"evidence/{d.sha256[:2]}/{d.sha256}.{d.format.lower()}"
-        if it.spool is not None:
-            self.ws.keep_file(rel, it.spool, it.data)
-        else:
-            self.ws.put_file(rel, it.data)
+        if it.spool is None or not _link(it.spool, self.ws.blobs.local_path(rel)):
+            self.ws.blobs.put(rel, it.data)
         return rel
+
+
+def _link(source: Path, target: Path | None) -> bool:
+    """Make ``target`` a hard link to ``source`` (kept when it exists: content-addressed,
+    so the same bytes); False when there is no ``target`` (a bucket) or no link can be
+    made (another filesystem, no hard links, ``source`` gone)."""
+    if target is None:
+        return False
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, target)
+    except FileExistsError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def decide(ws: Workspace, found: list[Match], info: dict[int, tuple[str, str, dict]],

@@ -7,12 +7,13 @@ the row says who removed it and when); :func:`purge` deletes archived images wit
 of that. Adding an archived image's content to its collection again restores it.
 
 The SQL lives in :mod:`monitor.store.gallery`; this module decodes, hashes, embeds,
-stores the content-addressed copies and keeps the workspace's engine and cached
-gallery facts in step with the table.
+stores the content-addressed copies (in the workspace's blob store, ``ws.blobs``) and
+keeps the workspace's engine and cached gallery facts in step with the table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import unicodedata
@@ -27,7 +28,6 @@ from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
 from monitor.intake.inputs import expand, read_file
 from monitor.matching.engine import GalleryEntry
-from monitor.matching.index.base import atomic_write
 from monitor.matching.persist import Rebuilt, rebuild
 from monitor.matching.stages.hash import MIN_CODE_BITS, HashStage, set_bits
 from monitor.services.workspace import Workspace
@@ -121,8 +121,8 @@ def _prepare(ws: Workspace, path: str, collection: str) -> tuple[AddResult, Deco
     if row is not None:
         return AddResult(path, "exists", row.id, row.sha256), None
     rel = stored_name(decoded.sha256, decoded.format)
-    if not (ws.data_dir / rel).exists():
-        atomic_write(ws.data_dir / rel, data)
+    if not ws.blobs.exists(rel):
+        ws.blobs.put(rel, data)
     return AddResult(path, "pending", sha256=decoded.sha256), decoded
 
 
@@ -268,6 +268,8 @@ def purge(ws: Workspace, refs: list[str]) -> repo.Purged:
         NotFound: a reference names no image at all.
         Conflict: a reference names an image still in the gallery (remove it first);
             nothing is purged then.
+        StoreError: the blob store cannot delete a file (the rows are gone by then; the
+            files left behind are orphans; deleting them later is safe).
     """
     with ws.session() as s:
         ids = repo.resolve_refs(s, refs, archived=None)
@@ -277,11 +279,9 @@ def purge(ws: Workspace, refs: list[str]) -> repo.Purged:
                            "gallery: remove them first (only archived images are purged)")
         done = repo.purge_images(s, ids)
         s.commit()
-    root = ws.data_dir.resolve()
-    for rel in done.evidence + done.stored:
-        path = (root / rel).resolve()
-        if path.is_relative_to(root):
-            path.unlink(missing_ok=True)
+    for rel in [*done.evidence, *done.stored]:
+        with contextlib.suppress(ValueError):  # not a key monitor wrote: nothing to delete
+            ws.blobs.delete(rel)
     ws.gallery_changed()
     return done
 

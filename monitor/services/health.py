@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from monitor.services.workspace import Workspace
-from monitor.store import queue
+from monitor.store import dispatch, queue
 from monitor.store.db import ping
 
 
@@ -59,3 +60,20 @@ def health(ws: Workspace, extra: Callable[[], dict[str, Any]] | None = None) -> 
     if doc["status"] == "ok" and degraded:
         doc["status"] = "degraded"
     return doc
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and ``doctor``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def dead_letters(ws: Workspace, limit: int = 5) -> list[dict[str, Any]]:
+    """The latest jobs in the dead-letter state (``error``), newest first, for the
+    dashboard: ``{"id", "kind", "source", "attempts", "error", "updated_at"}`` each."""
+    return [{"id": j.id, "kind": j.kind, "source": j.source, "attempts": j.attempts,
+             "error": (j.error or "")[:300], "updated_at": j.updated_at}
+            for j in dispatch.dead_letters(ws.db, limit)]

@@ -2,7 +2,8 @@
 
 An upload is sniffed (:mod:`monitor.imaging.sniff`, one table) and hashed once here; its
 sha256 travels with the job, so the worker's pipeline does not hash it again, and its
-bytes are written once, content-addressed under ``uploads/``. Duplicates (the same
+bytes are written once, content-addressed under ``uploads/`` in the blob store
+(``ws.blobs``, which every api and worker process shares). Duplicates (the same
 ``Idempotency-Key``, or the same bytes) return the existing job.
 """
 
@@ -12,13 +13,36 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.errors import Conflict, NotFound, QueueFull
+from monitor.errors import Conflict, InvalidRequest, NotFound, QueueFull
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 from monitor.store.models import Job
 
 UPLOADS = "uploads"
-"""Folder under the data folder holding uploaded bytes until they are checked."""
+"""Key prefix in the blob store (a folder under the data folder by default) of uploaded
+bytes until they are checked."""
+
+
+MAX_URL = 2048
+"""Longest ``url`` or ``page_url`` accepted (characters): the sitemaps.org protocol's
+limit for a URL, and what browsers and CDNs reliably carry. Also keeps every indexed
+URL column under PostgreSQL's btree entry limit (~2,700 bytes)."""
+
+MAX_KEY = 255
+"""Longest ``Idempotency-Key`` accepted (characters)."""
+
+
+def check_lengths(url: str | None, page_url: str | None, key: str | None) -> None:
+    """Refuse over-long fields before anything is stored.
+
+    Raises:
+        InvalidRequest: ``url`` or ``page_url`` is longer than :data:`MAX_URL`, or ``key``
+            longer than :data:`MAX_KEY` characters (422).
+    """
+    for name, value, limit in (("url", url, MAX_URL), ("page_url", page_url, MAX_URL),
+                               ("Idempotency-Key", key, MAX_KEY)):
+        if value is not None and len(value) > limit:
+            raise InvalidRequest(f"{name} is {len(value)} characters long; at most {limit}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,10 @@ def prepare_upload(ws: Workspace, data: bytes, fmt: str, page_url: str | None,
     Raises:
         Conflict: ``key`` was used before for different bytes (409).
         QueueFull: the queue holds ``server.queue_max`` jobs (429).
+        StoreError: the blob store cannot be written (503).
+        InvalidRequest: ``page_url`` or ``key`` too long (:func:`check_lengths`, 422).
     """
+    check_lengths(None, page_url, key)
     sha = sha256 or hashlib.sha256(data).hexdigest()
     existing = queue.find_existing(ws.db, idempotency_key=key or f"sha256:{sha}", sha256=sha)
     if existing is not None:
@@ -55,8 +82,8 @@ def prepare_upload(ws: Workspace, data: bytes, fmt: str, page_url: str | None,
     if depth >= max_depth:
         raise QueueFull("queue is full; retry later")
     rel = f"{UPLOADS}/{sha[:2]}/{sha}"
-    if not (ws.data_dir / rel).exists():
-        ws.put_file(rel, data)
+    if not ws.blobs.exists(rel):
+        ws.blobs.put(rel, data)
     return dict(kind="submission", page_url=page_url, path=rel, metadata=meta, sha256=sha,
                 idempotency_key=key, max_depth=max_depth)
 
@@ -68,7 +95,9 @@ def prepare_url(ws: Workspace, url: str, page_url: str | None, meta: dict[str, A
 
     Raises:
         Conflict: ``key`` was used before for another URL (409).
+        InvalidRequest: a field is too long (:func:`check_lengths`, 422).
     """
+    check_lengths(url, page_url, key)
     if key:
         existing = queue.find_existing(ws.db, idempotency_key=key)
         if existing is not None:

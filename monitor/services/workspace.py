@@ -17,12 +17,14 @@ import numpy as np
 from sqlmodel import Session
 
 from monitor.config import Settings
+from monitor.errors import BlobNotFound
 from monitor.imaging.budget import MIB, MemoryBudget
-from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_file
+from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_bytes, decode_file
 from monitor.matching.engine import Engine, GalleryEntry, working_side
 from monitor.matching.rules import RuleSet, load_rules
 from monitor.store import Store
 from monitor.store import gallery as gallery_repo
+from monitor.store.blobs import BlobStore, blobs_from_settings
 from monitor.store.models import Collection, ProtectedImage
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "defaults" / "rules.toml"
@@ -45,6 +47,7 @@ class Workspace(Store):
         decode_budget: what every decode of this workspace claims memory from
             (``decode.memory_budget_mb`` MiB, :mod:`monitor.imaging.budget`): a daemon's
             queue workers, ``/v1/search`` and scans share it.
+        blobs: the blob store of uploads and stored gallery copies (created at first use).
 
     Raises:
         StoreError: the database cannot be opened.
@@ -59,6 +62,16 @@ class Workspace(Store):
         self.decode_budget = MemoryBudget(settings.decode.memory_budget_mb * MIB)
         self._engine: Engine | None = None
         self._info: dict[int, tuple[str, str, dict]] | None = None
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        """The :class:`~monitor.store.blobs.BlobStore` every process of the deployment
+        shares (``storage.blob_url``; the data folder by default), opened at first use.
+
+        Raises:
+            ConfigError: the URL is unsupported, or boto3 is missing for ``s3://``.
+        """
+        return blobs_from_settings(self.settings)
 
     # -- rules -----------------------------------------------------------------
     @cached_property
@@ -153,12 +166,31 @@ class Workspace(Store):
             clip = np.frombuffer(row.clip_vector, np.float32).copy()
         if row.descriptor_vector is not None and row.descriptor_model == models[1]:
             descriptor = np.frombuffer(row.descriptor_vector, np.float32).copy()
-        path = self.data_dir / row.stored_path
         codes = np.frombuffer(bytes.fromhex(row.phash), np.uint8).reshape(-1, 8)
-        return GalleryEntry(row.id, codes, clip, lambda p=path: self.load_stored(p), descriptor)
+        return GalleryEntry(row.id, codes, clip, lambda k=row.stored_path: self.load_blob(k),
+                            descriptor)
+
+    def load_blob(self, key: str) -> DecodedImage:
+        """Decode the stored gallery copy ``key`` (``gallery/ab/abcd….jpeg``) from the
+        blob store with the gallery's limits: from its file when the store is a folder
+        (no copy), else from the bytes fetched.
+
+        Raises:
+            BlobNotFound: no such object.
+            StoreError: the blob store cannot be read.
+            DecodeError: the stored bytes are unreadable or over the limits.
+        """
+        path = self.blobs.local_path(key)
+        if path is None:
+            return decode_bytes(self.blobs.get(key), self.gallery_limits)
+        try:
+            return decode_file(path, self.gallery_limits)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise BlobNotFound(f"blob store {self.blobs.url}: no object {key}") from exc
 
     def load_stored(self, path: Path) -> DecodedImage:
-        """Decode a stored gallery copy with the gallery's limits (``gallery_limits``).
+        """Decode a stored gallery copy with the gallery's limits (``gallery_limits``), by
+        its path (reports' thumbnails; :meth:`load_blob` reads through the blob store).
 
         Raises:
             DecodeError: the stored file is unreadable or over the limits.

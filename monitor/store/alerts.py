@@ -54,9 +54,11 @@ def save_alert(session: Session, alert: Alert) -> Alert:
 
 
 def last_sent_digest(session: Session) -> Alert | None:
-    """The sent digest whose period ends last, or None when none was sent."""
+    """The sent digest whose period ends last, or None when none was sent (one without a
+    period end comes last: PostgreSQL would sort it first, SQLite last)."""
     return session.exec(select(Alert).where(Alert.kind == "digest", Alert.status == "sent")
-                        .order_by(Alert.period_end.desc())).first()
+                        .order_by(Alert.period_end.desc().nulls_last(), Alert.id.desc())
+                        ).first()
 
 
 def alerts_of(session: Session, violation_id: int) -> list[Alert]:

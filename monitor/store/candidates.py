@@ -183,11 +183,13 @@ def _match_row(row: MatchRow | None, candidate_id: int, o: RuleOutcome) -> Match
 
 
 def _quiet_statuses(session: Session, source: str, protected_ids: list[int]) -> dict[int, str]:
-    """``{protected_id: status}`` of quiet reviews of these images at ``source``."""
+    """``{protected_id: status}`` of quiet reviews of these images at ``source``; of
+    several, the oldest violation's (ordered, so every database gives the same)."""
     q = (select(Violation.protected_id, Violation.status)
          .join(Candidate, Violation.candidate_id == Candidate.id)
          .where(Candidate.source == source, Violation.protected_id.in_(protected_ids),
-                Violation.status.in_(QUIET_STATUSES)))
+                Violation.status.in_(QUIET_STATUSES))
+         .order_by(Violation.id))
     found: dict[int, str] = {}
     for pid, status in session.exec(q).all():
         found.setdefault(pid, status)

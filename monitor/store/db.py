@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlmodel import create_engine
 
 from monitor.errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first opens are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -31,21 +39,51 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _create(url: str) -> Engine:
+    """The engine for ``url``: SQLite with its pragmas (and its folder made), any other
+    database with a liveness check on checkout (a restarted server's dead connections
+    are replaced instead of failing the next request)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        engine = create_engine(url) if sqlite else create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(f"cannot use database URL {_masked(url)}: {exc}{_hint(url, exc)}"
+                         ) from exc
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a SQLAlchemy URL)"
+
+
+def _hint(url: str, exc: Exception) -> str:
+    if url.startswith(("postgres://", "postgresql://")) or "psycopg" in str(exc):
+        return ("; for PostgreSQL write postgresql+psycopg://user:password@host/database "
+                "and install the driver: pip install 'monitor[postgres]'")
+    return ""
+
+
 def open_engine(url: str) -> Engine:
     """Create the engine for ``url`` and upgrade its schema to the code's head.
 
     SQLite files get WAL journaling, foreign keys and a 30 s busy timeout; their
-    parent folder is created.
+    parent folder is created. Processes opening a database that needs upgrading at the
+    same time (a deployment's roles starting together) upgrade it once, one after the
+    other: an advisory lock on PostgreSQL (per schema), a lock file next to SQLite's.
 
     Raises:
-        StoreError: the database holds a revision this code does not know
-            (written by a newer monitor), or cannot be opened.
+        StoreError: the URL is malformed or its driver missing, the database holds a
+            revision this code does not know (written by a newer monitor), or it cannot
+            be opened.
     """
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    engine = _create(url)
     cfg = _alembic_config(url)
     heads = set(ScriptDirectory.from_config(cfg).get_heads())
     try:
@@ -60,10 +98,31 @@ def open_engine(url: str) -> Engine:
             f"(head {sorted(heads)}); upgrade monitor"
         )
     if current not in heads:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with _migration_lock(engine), engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock("
+                                  "hashtext('monitor.migrate ' || current_schema()))"))
+            if MigrationContext.configure(conn).get_current_revision() not in heads:
+                cfg.attributes["connection"] = conn  # another process may have done it
+                command.upgrade(cfg, "head")
     return engine
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold ``<database>.migrate.lock`` (``flock``) around an SQLite upgrade, so processes
+    opening a new database at once migrate it one after the other (PostgreSQL takes a
+    transaction-scoped advisory lock instead)."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{path}.migrate.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def ping(db: Engine) -> None:

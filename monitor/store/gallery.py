@@ -8,6 +8,8 @@ archived images are left out of matching and listings unless asked for, and only
 Every function takes an open :class:`~sqlmodel.Session` (from
 :meth:`monitor.store.Store.session`) and leaves committing to the caller, so the
 services layer decides what one transaction holds; :func:`ping` takes the engine.
+Every change of the live gallery bumps the ``gallery`` counter in the same transaction
+(:mod:`monitor.store.coordination`), which is how other processes notice it.
 Rows come back detached-safe (the store's sessions do not expire on commit).
 """
 
@@ -21,6 +23,7 @@ from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
 from monitor.errors import NotFound
+from monitor.store import coordination
 from monitor.store.models import (
     Alert,
     Candidate,
@@ -85,6 +88,7 @@ def add_image(session: Session, row: ProtectedImage) -> ProtectedImage:
     """
     session.add(row)
     session.flush()
+    coordination.bump(session, coordination.GALLERY)
     return row
 
 
@@ -134,12 +138,14 @@ def phashes(session: Session, collection: str | None) -> dict[int, str]:
 
 
 def collection_sizes(session: Session) -> dict[str, int]:
-    """``{collection name: live protected images}`` (archived ones not counted), by name."""
+    """``{collection name: live protected images}`` (archived ones not counted), by name in
+    code-point order (sorted here: a server's collation would order names differently on
+    PostgreSQL than on SQLite)."""
     q = (select(Collection.name, func.count(ProtectedImage.id))
          .join(ProtectedImage, ProtectedImage.collection_id == Collection.id)
          .where(ProtectedImage.archived_at.is_(None))
-         .group_by(Collection.name).order_by(Collection.name))
-    return {name: int(n) for name, n in session.exec(q).all()}
+         .group_by(Collection.name))
+    return {name: int(n) for name, n in sorted(session.exec(q).all())}
 
 
 def set_clip_vectors(session: Session, vectors: Iterable[tuple[int, bytes]], model: str) -> None:
@@ -222,6 +228,7 @@ def remove_images(session: Session, ids: list[int], actor: str) -> tuple[list[in
     session.execute(delete(MatchRow).where(MatchRow.protected_id.in_(deleted)))
     session.execute(delete(ProtectedImage).where(ProtectedImage.id.in_(deleted)))
     session.flush()
+    coordination.bump(session, coordination.GALLERY)
     return deleted, sorted(kept)
 
 
@@ -230,6 +237,7 @@ def restore_image(session: Session, image_id: int) -> None:
     ``archived_by``); the caller commits."""
     session.execute(update(ProtectedImage).where(ProtectedImage.id == image_id)
                     .values(archived_at=None, archived_by=None))
+    coordination.bump(session, coordination.GALLERY)
 
 
 @dataclass(frozen=True)
@@ -278,4 +286,5 @@ def purge_images(session: Session, ids: list[int]) -> Purged:
     kept = set(session.exec(select(ProtectedImage.stored_path)
                             .where(ProtectedImage.stored_path.in_(stored))).all())
     session.flush()
+    coordination.bump(session, coordination.GALLERY)
     return Purged(ids, len(vids), gone, sorted(stored - kept))

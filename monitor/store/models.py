@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """Alembic head revision this code was written against."""
+
+
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+"""Type of row ids and the columns that refer to them: 64-bit, as SQLite's ``INTEGER``
+rowids are. PostgreSQL compares (and binds) ids as ``BIGINT`` whatever the column's width,
+so an id beyond 2**31 asked for (an API path, a CLI argument) names nothing there too
+instead of failing as out of range for ``INTEGER``."""
 
 
 def utcnow() -> datetime:
@@ -23,7 +30,7 @@ def utcnow() -> datetime:
 class Collection(SQLModel, table=True):
     """A named set of protected images (a portfolio, a SKU catalogue)."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     name: str = Field(index=True, unique=True)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -39,8 +46,8 @@ class ProtectedImage(SQLModel, table=True):
     """
 
     __table_args__ = (UniqueConstraint("collection_id", "sha256"),)
-    id: int | None = Field(default=None, primary_key=True)
-    collection_id: int = Field(foreign_key="collection.id", index=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    collection_id: int = Field(foreign_key="collection.id", index=True, sa_type=ROW_ID)
     path: str
     stored_path: str
     sha256: str = Field(index=True)
@@ -63,7 +70,7 @@ class ProtectedImage(SQLModel, table=True):
 class Scan(SQLModel, table=True):
     """One run over a source (folder, URL list, CLI check)."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     source: str
     kind: str = "folder"
     started_at: datetime = Field(default_factory=utcnow)
@@ -79,8 +86,8 @@ class Candidate(SQLModel, table=True):
     """One image seen somewhere. Written as ``pending`` before it is processed."""
 
     __table_args__ = (UniqueConstraint("source", "sha256"),)
-    id: int | None = Field(default=None, primary_key=True)
-    scan_id: int | None = Field(default=None, foreign_key="scan.id", index=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    scan_id: int | None = Field(default=None, foreign_key="scan.id", index=True, sa_type=ROW_ID)
     source: str = Field(index=True)
     page_url: str | None = None
     sha256: str | None = Field(default=None, index=True)
@@ -112,9 +119,9 @@ class MatchRow(SQLModel, table=True):
 
     __tablename__ = "match"
     __table_args__ = (UniqueConstraint("candidate_id", "protected_id"),)
-    id: int | None = Field(default=None, primary_key=True)
-    candidate_id: int = Field(foreign_key="candidate.id", index=True)
-    protected_id: int = Field(foreign_key="protectedimage.id", index=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    candidate_id: int = Field(foreign_key="candidate.id", index=True, sa_type=ROW_ID)
+    protected_id: int = Field(foreign_key="protectedimage.id", index=True, sa_type=ROW_ID)
     stage: str
     score: float
     distance: int | None = None
@@ -135,10 +142,10 @@ class MatchRow(SQLModel, table=True):
 class Violation(SQLModel, table=True):
     """A match the rules flagged, with its review state."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    match_id: int = Field(foreign_key="match.id", unique=True)
-    candidate_id: int = Field(foreign_key="candidate.id", index=True)
-    protected_id: int = Field(foreign_key="protectedimage.id", index=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    match_id: int = Field(foreign_key="match.id", unique=True, sa_type=ROW_ID)
+    candidate_id: int = Field(foreign_key="candidate.id", index=True, sa_type=ROW_ID)
+    protected_id: int = Field(foreign_key="protectedimage.id", index=True, sa_type=ROW_ID)
     verdict: str
     rule: str
     severity: str
@@ -170,8 +177,8 @@ class Job(SQLModel, table=True):
     not_before: datetime | None = None
     lease_until: datetime | None = None
     error: str | None = None
-    candidate_id: int | None = Field(default=None, foreign_key="candidate.id")
-    scan_id: int | None = Field(default=None, foreign_key="scan.id")
+    candidate_id: int | None = Field(default=None, foreign_key="candidate.id", sa_type=ROW_ID)
+    scan_id: int | None = Field(default=None, foreign_key="scan.id", sa_type=ROW_ID)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -190,8 +197,8 @@ class FetchCache(SQLModel, table=True):
 class ViolationEvent(SQLModel, table=True):
     """Audit trail of review-status changes: who, when, from, to, and why."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    violation_id: int = Field(foreign_key="violation.id", index=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    violation_id: int = Field(foreign_key="violation.id", index=True, sa_type=ROW_ID)
     at: datetime = Field(default_factory=utcnow)
     actor: str
     from_status: str
@@ -206,9 +213,9 @@ class Alert(SQLModel, table=True):
     """
 
     __table_args__ = (UniqueConstraint("kind", "violation_id"),)
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     kind: str
-    violation_id: int | None = Field(default=None, foreign_key="violation.id")
+    violation_id: int | None = Field(default=None, foreign_key="violation.id", sa_type=ROW_ID)
     period_start: datetime | None = None
     period_end: datetime | None = None
     status: str = Field(default="pending", index=True)

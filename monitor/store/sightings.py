@@ -32,12 +32,13 @@ class CandidateSightings:
 
     def settled(self, paths: Sequence[str]) -> dict[str, list[SightingRow]]:
         """``{path: [(id, status, size_bytes, last_seen, sha256), ...]}`` of the candidates
-        at ``paths`` that are not ``pending`` (one SELECT); unseen paths are missing."""
+        at ``paths`` that are not ``pending``, by id (one SELECT); unseen paths are missing."""
         if not paths:
             return {}
         q = (select(Candidate.source, Candidate.id, Candidate.status, Candidate.size_bytes,
                     Candidate.last_seen, Candidate.sha256)
-             .where(Candidate.source.in_(list(paths)), Candidate.status != "pending"))
+             .where(Candidate.source.in_(list(paths)), Candidate.status != "pending")
+             .order_by(Candidate.id))
         out: dict[str, list[SightingRow]] = {}
         with self._session() as s:
             for source, *row in s.exec(q).all():

@@ -177,6 +177,15 @@ class LocalIndex:
             self.vote = VoteIndex()
             self._sync_vote()
 
+    def refresh(self) -> bool:
+        """Read the records another process saved to the shared store since
+        (:meth:`FeatureStore.refresh`), the vote brought in line; True when re-read."""
+        if not self.store.refresh():
+            return False
+        if self.vote is not None:
+            self._sync_vote()
+        return True
+
     def _sync_vote(self) -> None:
         """Bring the vote in line with the store: votes of ids no longer stored removed,
         stored ids without votes added from their stored descriptors."""
