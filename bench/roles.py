@@ -11,8 +11,8 @@ One deployment (:mod:`bench.cluster`: a fresh PostgreSQL schema, a private
 
 * **Throughput**: per worker count W, ``--submissions`` new signed submissions (edited
   copies and unrelated photos, 1:2) are queued with no worker running, then W
-  ``monitor worker`` processes (one check thread each) start; candidates per second is
-  counted from the moment the last of them is ready until the queue is empty. Reported
+  ``monitor worker`` processes (one check thread each) start together; candidates per
+  second is counted from the moment the last of them is ready until the queue is empty. Reported
   with its ratio to W = 1 measured in the same run. This machine has 2 cores: beyond 2
   workers they share cores, so the ratio shows the overhead of more processes, not
   scale-out; on several machines each worker brings its own cores.
@@ -93,15 +93,23 @@ def throughput(cluster: Cluster, db, n: int, workers: int, seed: int) -> float:
     photos = [photo(p) for p in GALLERY[:2] + OTHERS[:4]]
     for data in variants(photos, n, seed=seed):
         assert cluster.submit(data).status_code == 202
-    procs = [cluster.worker() for _ in range(workers)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:  # started together: none gets a head start
+        procs = list(pool.map(lambda _: cluster.worker(), range(workers)))
     start, t0 = done(db), time.perf_counter()
     cpu0 = _cpu()
     while queued(db):
         time.sleep(0.05)
     took = time.perf_counter() - t0
     rate = (done(db) - start) / took
+    import re
+
+    ms = sorted(int(m.group(1)) for p in procs for line in p.lines
+                if (m := re.search(r"candidate \d+ \w+ in (\d+) ms", line)))
     print(f"  {workers} worker(s): cores busy {(_cpu() - cpu0) / took:.2f} "
-          f"(whole machine) over {took:.1f} s", file=sys.stderr)
+          f"(whole machine) over {took:.1f} s; check p50 {ms[len(ms) // 2] if ms else '-'} ms",
+          file=sys.stderr)
     for p in procs:
         p.stop()
     return rate
