@@ -26,32 +26,12 @@ from monitor.config.daemon import (
 )
 from monitor.config.queue import QueueSettings
 from monitor.config.retrieval import RetrievalSettings
+from monitor.config.storage import StorageSettings
 from monitor.errors import ConfigError
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StorageSettings(_Section):
-    """Where state lives."""
-
-    data_dir: str = Field("data", description="Folder for the database, indices and evidence.")
-    database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means SQLite at <data_dir>/monitor.db."
-    )
-    blob_url: str = Field(
-        "", description="Blob store of uploads and stored gallery copies, for every process: "
-        "empty (data_dir), a folder or file:// URL (a mount shared by several machines), or "
-        "s3://bucket/prefix (S3-compatible; pip install 'monitor[s3]').")
-    s3_endpoint_url: str = Field("", description="S3-compatible endpoint such as "
-                                 "http://minio:9000 (path-style addressing); empty: AWS.")
-    s3_region: str = Field("", description="S3 region; empty: the SDK's default.")
-    s3_access_key_id: str = Field("", description="S3 access key id; empty, with no secret "
-                                  "key: boto3's own chain (AWS_* variables, ~/.aws, a role).")
-    s3_secret_access_key: SecretStr = Field(
-        SecretStr(""), description="Set MONITOR_STORAGE__S3_SECRET_ACCESS_KEY.")
-    s3_secret_access_key_file: str = Field("", description="File holding that key instead.")
 
 
 class DecodeSettings(_Section):
