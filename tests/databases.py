@@ -40,6 +40,7 @@ STORE_TESTS: dict[str, frozenset[str] | None] = {
     "test_schemathesis.py": None, "test_signing.py": None, "test_store.py": None,
     "test_workspace.py": None, "test_coordination.py": None, "test_blob_evidence.py": None,
     "test_snapshots.py": None,
+    "test_sighting_context.py": None,
     "test_blobs.py": frozenset({"test_s3_workspace_keeps_gallery_and_uploads_in_the_bucket"}),
     "test_limits.py": frozenset({"test_concurrent_requests_limited_per_client_and_in_all",
                                  "test_metrics_size_stable_under_invented_methods",
@@ -122,7 +123,8 @@ def shares_module_schema(item: pytest.Item) -> bool:
     """Whether ``item`` uses a module-scoped fixture that opened the module's schema (a
     deployment the module's tests share, as they share its SQLite file), so it runs in
     that schema rather than a fresh one of its own."""
-    return any(name in CURRENT.db_fixtures for name in _closure(item))
+    return item.path in CURRENT.shared and CURRENT.module_url is not None and any(
+        name in CURRENT.db_fixtures for name in _closure(item))
 
 
 def order(items: list[pytest.Item]) -> None:
@@ -172,8 +174,9 @@ def module_schema() -> Iterator[str | None]:
         CURRENT.db_fixtures = set()
         try:
             yield url
-        finally:
+        finally:  # a later module's fixture of the same name is not this one
             CURRENT.module_url = CURRENT.module_schema = None
+            CURRENT.db_fixtures = set()
 
 
 def _schema_of(url: str) -> str:

@@ -378,3 +378,23 @@ def test_webhook_alert_delivered_signed_with_retry(tmp_path: Path) -> None:
     assert headers["X-Monitor-Delivery"] == str(alert.id)
 
 
+
+
+def test_gallery_upload_takes_files_larger_than_a_candidate(env) -> None:
+    """Protected images are trusted: ``POST /v1/gallery`` accepts a file over the
+    candidates' cap (``server.max_upload_bytes`` is 3 MB here), up to the gallery's own
+    (``decode.gallery_max_bytes``); a candidate of the same bytes gets 413 (issue 20)."""
+    _, client = env
+    hubble = skimage_photo("hubble_deep_field")
+    big = encode(hubble.resize((hubble.width * 3 // 2, hubble.height * 3 // 2)), "PNG",
+                 compress_level=0)
+    assert len(big) > 3_000_000
+    r = send(client, "POST", "/v1/gallery", files={"file": ("hubble.png", big, "image/png")},
+             data={"collection": "large"})
+    assert r.status_code == 201, r.text
+    assert r.json()["results"][0]["status"] == "added"
+    too_big = send(client, "POST", "/v1/submissions", content=big,
+                   headers={"Content-Type": "image/png"})
+    assert too_big.status_code == 413
+    gid = r.json()["results"][0]["id"]
+    assert send(client, "DELETE", f"/v1/gallery/{gid}").status_code == 200

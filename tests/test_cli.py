@@ -231,3 +231,28 @@ def test_dupes_links_the_same_artwork_by_descriptor_and_shows_why(deploy: Path, 
     assert "astronaut-crop.jpg" in out and "coffee.png" not in out and link, out
     assert int(link.group(1)) > 6 and float(link.group(2)) >= 0.85
     assert "astronaut-crop.jpg" not in run("dupes", "art", "--min-similarity", "0.999").stdout
+
+
+def test_source_scan_learns_its_total(deploy: Path, photos, others) -> None:
+    """A configured source's scan tells the progress bar what it found, batch by batch,
+    and every found item advances it once, checked or unchanged (issue 20: `scan SOURCE`
+    had no total)."""
+    from monitor.services.sources import run_source
+    from monitor.services.workspace import Workspace
+
+    (deploy / "config.toml").write_text(
+        '[clip]\nenabled = false\n[[sources]]\nname = "drop"\nkind = "folder"\n'
+        'location = "drop"\n')
+    (deploy / "drop").mkdir()
+    for name, im in list(others.items())[:3]:
+        im.save(deploy / "drop" / f"{name}.png")
+    ws = Workspace(load_settings(deploy / "config.toml"))
+    src = ws.settings.source("drop")
+    found, done = [], []
+    run_source(ws, src, progress=done.append, discovered=found.append)
+    assert sum(found) == 3 and len(done) == 3 and all(r is not None for r in done)
+    (deploy / "drop" / "new.png").write_bytes((deploy / "drop" / "camera.png").read_bytes())
+    found, done = [], []  # unchanged files are skipped by discovery; only the new one counts
+    run_source(ws, src, progress=done.append, discovered=found.append)
+    assert sum(found) == len(done) == 1
+    ws.db.dispose()

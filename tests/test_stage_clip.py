@@ -259,3 +259,16 @@ def test_unreachable_hub_is_said_at_once_without_retries(tmp_path) -> None:
     out = run.stdout + run.stderr
     assert f"127.0.0.1:{port} cannot be reached" in out, out
     assert "retry" not in out.lower(), out
+
+
+def test_without_pytorch_the_stage_says_which_extra_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default install leaves PyTorch out (``monitor[clip]``): the stage is then
+    unavailable with that install command as its fix, and ``required`` makes it fatal."""
+    for name in ("open_clip", "torch"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)  # import raises
+    st = ClipStage(tiny_settings(), TINY_DIR).status()
+    assert st.enabled and not st.available
+    assert "not installed" in st.reason and "monitor[clip]" in st.fix
+    with pytest.raises(StageUnavailable):
+        ClipStage(tiny_settings(required=True), TINY_DIR).ready()

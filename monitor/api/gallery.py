@@ -58,17 +58,32 @@ def list_images(request: Request, collection: str | None = None, archived: bool 
     return {"total": len(rows), "items": [_item(r, c) for r, c in rows[offset:offset + limit]]}
 
 
+MULTIPART_SLACK = 1 << 20
+"""Bytes allowed beyond one gallery file for the multipart framing and form fields."""
+
+
+def gallery_body_limit(st: AppState) -> int:
+    """Largest ``POST /v1/gallery`` body (bytes): ``decode.gallery_max_bytes`` plus
+    :data:`MULTIPART_SLACK` (send several large files in several requests)."""
+    return st.settings.decode.gallery_max_bytes + MULTIPART_SLACK
+
+
 @router.post("", status_code=201, openapi_extra=_BODY_DOC)
 async def add_images(request: Request) -> dict[str, Any]:
     """Add uploaded images to a collection; per file: added, exists or error.
+
+    The body may be as large as one gallery file (``decode.gallery_max_bytes``, 500 MB by
+    default: protected images are trusted input, a 100-Mpx PNG weighs 150-300 MB) plus
+    :data:`MULTIPART_SLACK`, not the candidates' ``server.max_upload_bytes``.
 
     Raises:
         UnsupportedFormat: the body is not multipart/form-data (415).
         InvalidRequest: no ``collection``, no ``file`` part, or ``metadata`` is not a
             JSON object (422).
+        InputTooLarge: the body is larger than :func:`gallery_body_limit` (413).
     """
     st = state_of(request)
-    body = await read_body(request, st.settings.server.max_upload_bytes)
+    body = await read_body(request, gallery_body_limit(st))
     check_signature(request, body)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedFormat("send multipart/form-data with 'file' and 'collection'")

@@ -53,7 +53,10 @@ class UrlSubmission(BaseModel):
 
     url: HttpUrl = Field(description="Image URL (http or https).")
     page_url: str | None = Field(None, description="Page the image was seen on.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Kept with the job.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description=(
+        "Kept with the job. page_title, alt, image_title and caption (strings: how the "
+        "image appears on page_url) are also kept with the sighting and shown in reports "
+        "and takedown drafts."))
 
 
 class Accepted(BaseModel):

@@ -206,12 +206,17 @@ def scan(
     view.warn_unavailable(err, ws)
     warn_empty(ws, collection)
     configured = ws.settings.source(source)
-    with view.progress(err, f"scanning {source}", enabled=True) as tick:
+    total = None
+    if configured is None and Path(source).is_dir():
+        from monitor.intake.inputs import expand
+
+        total = sum(1 for _ in expand([source]))  # a folder walked once, for the total
+    with view.growing_progress(err, f"scanning {source}", total) as (tick, grow):
         if configured is not None:
             from monitor.services.sources import run_source
 
             sc, results = run_source(ws, configured, progress=lambda _: tick(),
-                                     collection=collection)
+                                     collection=collection, discovered=grow)
         elif Path(source).is_dir():
             from monitor.services.scans import run_scan
 

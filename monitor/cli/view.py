@@ -68,6 +68,21 @@ def progress(console: Console, label: str, enabled: bool,
         yield lambda n=1: bar.advance(task, n)
 
 
+@contextmanager
+def growing_progress(console: Console, label: str, total: int | None = None
+                     ) -> Iterator[tuple[Callable[..., None], Callable[[int], None]]]:
+    """A Rich progress bar whose total is learnt as work is found (a crawl): yields
+    ``(tick(n=1), grow(n))``; the bar shows done/found so far and the time left for what
+    is known."""
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn()]
+    bar = Progress(*columns, console=console, transient=True)
+    with bar:
+        task = bar.add_task(label, total=total or 0)
+        yield (lambda n=1: bar.advance(task, n),
+               lambda n: bar.update(task, total=(bar.tasks[0].total or 0) + n))
+
+
 def load_engine(console: Console, ws: Workspace) -> None:
     """Load the gallery's indices under a spinner that says so (seconds on a large
     gallery; features of new images are extracted then)."""

@@ -74,8 +74,10 @@ def send_digest_job(config_path: str) -> None:
 def queue_source(ws: Workspace, source_name: str) -> int:
     """Run discovery of source ``source_name`` as one scan and queue one job per image
     found (``file`` jobs for a folder source, ``crawl`` jobs otherwise; one already
-    queued for the same place is reused). Jobs are queued in one transaction once
-    discovery is over, so the workers cannot close the scan half-way; they close it
+    queued for the same place is reused; how each image appears on its page travels in
+    the job's ``metadata``, see :func:`monitor.daemon.worker.job_context`). Jobs are
+    queued in one transaction once discovery is over, so the workers cannot close the
+    scan half-way; they close it
     (:func:`monitor.services.scans.close_if_idle`) when its last job is done. A scan
     that found nothing new is closed here.
 
@@ -107,7 +109,8 @@ def queue_source(ws: Workspace, source_name: str) -> int:
         log.warning("source %s: %d location(s) longer than %d characters skipped, e.g. %s…",
                     source.name, len(long), MAX_URL, long[0].location[:80])
     requests = [{"kind": kind, "source": source.name, "page_url": d.page_url,
-                 "scan_id": scan.id, "dedupe_location": True, where: d.location}
+                 "scan_id": scan.id, "dedupe_location": True, where: d.location,
+                 "metadata": d.context.as_dict() if d.context else None}
                 for d in items if all(d is not x for x in long)]
     made = [r.job.id for r in queue.enqueue_many(ws.db, requests) if r.created] \
         if requests else []

@@ -28,7 +28,7 @@ from typing import Any
 
 from monitor.daemon.state import AppState
 from monitor.errors import BlobNotFound, FetchError, MonitorError
-from monitor.intake.crawl.base import Discovered
+from monitor.intake.crawl.base import Discovered, PageContext
 from monitor.outcome.jsonl import result_json
 from monitor.services.check import CandidateInput, check_one
 from monitor.services.scans import close_if_idle
@@ -60,6 +60,18 @@ def load_result(ws: Workspace, job_id: str) -> dict[str, Any] | None:
         return None
 
 
+def job_context(job: Job) -> PageContext | None:
+    """How the job's image appears on its page, from the job's ``metadata``: the keys
+    ``page_title``, ``alt``, ``image_title`` and ``caption`` (put there by a scheduled
+    source, or sent with ``POST /v1/submissions``), cleaned and capped; None when absent
+    or unreadable."""
+    try:
+        meta = json.loads(job.metadata_json or "{}")
+    except ValueError:
+        return None
+    return PageContext.from_dict(meta)
+
+
 def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     """The :class:`~monitor.services.check.CandidateInput` a job stands for, or the id of
     the settled candidate it found unchanged.
@@ -69,22 +81,25 @@ def candidate_input(ws: Workspace, job: Job) -> CandidateInput | int:
     submission is fetched in full by the checker. ``crawl`` and ``file`` jobs (found by
     a source) go through :func:`monitor.services.sources.fetch_or_touch`, as in
     ``monitor scan SOURCE``: a URL is fetched conditionally and an image that answers
-    304 and was already settled is not re-checked (its id is returned).
+    304 and was already settled is not re-checked (its id is returned). Every kind carries
+    the page context of its metadata (:func:`job_context`).
     """
-    source_name = job.source
+    source_name, context = job.source, job_context(job)
     if job.kind == "submission":
         if job.path:
             item = CandidateInput(f"upload:{job.sha256}", page_url=job.page_url,
                                   source_name=source_name, sha256=job.sha256,
                                   spool=ws.blobs.local_path(job.path),  # None for S3
-                                  sniffed=True)
+                                  sniffed=True, context=context)
             try:
                 item.data = ws.blobs.get(job.path)
             except BlobNotFound as exc:
                 item.error = FetchError(f"uploaded bytes are gone: {exc}")
             return item
-        return CandidateInput(job.url or "", page_url=job.page_url, source_name=source_name)
-    return fetch_or_touch(ws, Discovered(job.url or job.path or "", job.page_url), source_name)
+        return CandidateInput(job.url or "", page_url=job.page_url, source_name=source_name,
+                              context=context)
+    return fetch_or_touch(ws, Discovered(job.url or job.path or "", job.page_url, context),
+                          source_name)
 
 
 def run_job(st: AppState, job: Job) -> CheckResult | int:

@@ -7,7 +7,10 @@ report for the same filters. Timestamps are ISO 8601 in UTC; ``region`` is
 ``query_overlap`` and ``target_overlap`` the shares in [0, 1] of the found image that is
 the copy and of the protected image that was copied; ``distance`` is the pHash Hamming
 distance in bits of 64; ``evidence_file`` where the evidence is stored (its path when the
-blob store is a folder, else its ``s3://`` URL). In CSV, structured
+blob store is a folder, else its ``s3://`` URL); ``page_title``, ``alt``, ``image_title`` and
+``caption`` how the found image appears on ``page_url`` (plain text written by whoever runs
+that page: in CSV, one that starts with ``=``, ``+``, ``-``, ``@`` gets a leading ``'`` so a
+spreadsheet shows it instead of evaluating it, see :func:`text_cell`). In CSV, structured
 values (region, quad, headers, meta) are JSON text and missing values are empty.
 """
 
@@ -18,7 +21,7 @@ import io
 import json
 from datetime import datetime
 
-from monitor.outcome.items import ReportItem
+from monitor.outcome.items import CONTEXT_KEYS, ReportItem
 from monitor.outcome.stored import location
 from monitor.store import Store
 
@@ -29,7 +32,7 @@ COLUMNS = (
     "candidate_sha256", "candidate_width", "candidate_height", "http_status", "headers",
     "first_seen", "last_seen", "evidence_path", "evidence_file", "stage", "score", "distance",
     "cosine", "inliers", "agreement", "mirrored", "region", "quad", "query_overlap",
-    "target_overlap", "target_region", "meta",
+    "target_overlap", "target_region", "meta", "page_title", "alt", "image_title", "caption",
 )
 """Columns of every export, in order."""
 
@@ -64,6 +67,7 @@ def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
         "region": item.region, "quad": item.quad, "query_overlap": item.query_overlap,
         "target_overlap": item.target_overlap, "target_region": item.target_region,
         "meta": item.meta,
+        **{k: item.context.get(k) for k in CONTEXT_KEYS},
     }
 
 
@@ -88,6 +92,18 @@ def csv_cell(value: object) -> str:
     return str(value)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)."""
+
+
+def text_cell(value: str | None) -> str:
+    """Third-party text as a CSV cell a spreadsheet will not evaluate: ``'`` put before a
+    value that starts like a formula."""
+    if not value:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def to_csv(ws: Store, items: list[ReportItem]) -> str:
     """RFC 4180 CSV (CRLF line ends, header row of :data:`COLUMNS`)."""
     buf = io.StringIO(newline="")
@@ -95,5 +111,6 @@ def to_csv(ws: Store, items: list[ReportItem]) -> str:
     writer.writerow(COLUMNS)
     for item in items:
         row = item_row(ws, item)
-        writer.writerow([csv_cell(row[c]) for c in COLUMNS])
+        writer.writerow([text_cell(row[c]) if c in CONTEXT_KEYS else csv_cell(row[c])
+                         for c in COLUMNS])
     return buf.getvalue()

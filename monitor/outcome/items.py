@@ -9,7 +9,7 @@ violations for the same filters.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SEVERITY_RANK", "ReportItem", "as_utc", "get_item", "query_items", "query_scans"]
 
+CONTEXT_KEYS = ("page_title", "alt", "image_title", "caption")
+"""Keys of a candidate's page context (``candidate.context_json``), in display order."""
+
+CONTEXT_LABELS = {"page_title": "Page title", "alt": "Alt text", "image_title": "Image title",
+                  "caption": "Caption"}
+"""How each context key is named in reports, drafts and the dashboard."""
+
 WHOLE = 0.98
 """An overlap share from which the legends say "the whole" (measured shares of untouched
 copies are 0.998-1.0: the fitted homography's corners land within a pixel or two)."""
@@ -52,7 +59,8 @@ class ReportItem:
     of the protected image that was copied (:class:`~monitor.types.Match`; None when
     unknown); ``http_status`` and ``headers`` are those of the fetch that produced
     the candidate bytes (None for files and uploads); ``evidence_path`` is the
-    archived copy of those bytes, relative to the data folder.
+    archived copy of those bytes, relative to the data folder; ``context`` is how the
+    found image appears on ``page_url`` (keys of :data:`CONTEXT_KEYS`, plain text).
     """
 
     violation_id: int
@@ -93,6 +101,19 @@ class ReportItem:
     query_overlap: float | None = None
     target_overlap: float | None = None
     target_region: list[int] | None = None
+    context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def page_title(self) -> str | None:
+        """The ``<title>`` of the page the image was found on, when known."""
+        return self.context.get("page_title")
+
+    @property
+    def appearance(self) -> list[tuple[str, str]]:
+        """How the image appears on its page: ``[(label, text)]`` of its alt text, image
+        title and caption (the page title is :attr:`page_title`)."""
+        return [(CONTEXT_LABELS[k], self.context[k]) for k in CONTEXT_KEYS[1:]
+                if self.context.get(k)]
 
     @property
     def host(self) -> str | None:
@@ -208,6 +229,15 @@ def _json(text: str | None) -> object:
         return None
 
 
+def context_of(text: str | None) -> dict[str, str]:
+    """The page context stored as ``text`` (``candidate.context_json``): its known keys
+    with string values; anything else (bad JSON, other keys) is dropped."""
+    data = _json(text)
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in CONTEXT_KEYS if isinstance(data.get(k), str) and data[k]}
+
+
 def _item(v: Violation, m: MatchRow, c: Candidate, p: ProtectedImage,
           col: Collection) -> ReportItem:
     meta, headers = _json(p.meta_json), _json(c.headers_json)
@@ -226,4 +256,5 @@ def _item(v: Violation, m: MatchRow, c: Candidate, p: ProtectedImage,
         distance=m.distance, cosine=m.cosine, inliers=m.inliers, agreement=m.agreement,
         region=_json(m.region_json),
         quad=_json(m.quad_json), mirrored=m.mirrored, query_overlap=m.query_overlap,
-        target_overlap=m.target_overlap, target_region=_json(m.target_region_json))
+        target_overlap=m.target_overlap, target_region=_json(m.target_region_json),
+        context=context_of(c.context_json))

@@ -29,6 +29,7 @@ import numpy as np
 from monitor.errors import DecodeError, MonitorError
 from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
+from monitor.intake.crawl.base import PageContext
 from monitor.intake.inputs import expand, is_url, read_file
 from monitor.matching.rules import overall
 from monitor.services.workspace import Workspace
@@ -53,7 +54,8 @@ class CandidateInput:
     folder that holds ``data`` (a queued upload; None when the store is a bucket): flagged,
     it becomes the evidence by a hard link instead of a second copy. ``sniffed`` says the
     bytes' magic was matched to a raster format at intake (``POST /v1/submissions``), so
-    decoding does not sniff again.
+    decoding does not sniff again. ``context`` is how the image appears on ``page_url``
+    (page title, alt text, caption), stored with the candidate.
     """
 
     location: str
@@ -70,6 +72,7 @@ class CandidateInput:
     spool: Path | None = None
     sniffed: bool = False
     row: Candidate | None = field(default=None, repr=False)
+    context: PageContext | None = None
 
 
 def check(ws: Workspace, inputs: list[str], collection: str | None = None,
@@ -182,7 +185,9 @@ class Pipeline:
     def _pending(self, chunk: list[CandidateInput], scan_id: int | None) -> None:
         sightings = [repo.Sighting(it.location, it.sha256 if it.data is not None else None,
                                    len(it.data) if it.data is not None else None, it.page_url,
-                                   it.http_status, it.headers, it.source_name) for it in chunk]
+                                   it.http_status, it.headers, it.source_name,
+                                   it.context.as_dict() if it.context else None)
+                      for it in chunk]
         with self.ws.session() as s:
             rows = repo.record_pending(s, sightings, scan_id)
         for it, row in zip(chunk, rows, strict=True):

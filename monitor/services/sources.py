@@ -57,19 +57,22 @@ def fetch_or_touch(ws: Workspace, found: Discovered,
 
     URLs are fetched with validators from ``FetchCache`` (a conditional GET). On 304,
     if the candidate with the cached sha256 was already settled, its ``last_seen`` (and
-    ``page_url`` / ``source_name``) are updated and its id is returned: it is not
-    re-checked; otherwise the URL is fetched again in full. A fetch failure becomes the
+    ``page_url`` / ``source_name`` / page context) are updated and its id is returned: it
+    is not re-checked; otherwise the URL is fetched again in full. A fetch failure becomes the
     input's ``error`` (recorded as the candidate's state). Files are left for the
-    checker to read.
+    checker to read. The item carries ``found.context`` (how the image appears on its
+    page) to the candidate row.
     """
-    item = CandidateInput(found.location, page_url=found.page_url, source_name=source_name)
+    item = CandidateInput(found.location, page_url=found.page_url, source_name=source_name,
+                          context=found.context)
     if not is_url(found.location):
         return item
     try:
         res = ws.fetcher.fetch(found.location, conditional=True)
         if res.not_modified:
             seen = CandidateSightings(ws.session).touch_settled(
-                found.location, res.cached_sha256, found.page_url, source_name)
+                found.location, res.cached_sha256, found.page_url, source_name,
+                found.context.as_dict() if found.context else None)
             if seen is not None:
                 return seen
             res = ws.fetcher.fetch(found.location)
@@ -87,8 +90,10 @@ def _batches(items: Iterable[Discovered], size: int) -> Iterator[list[Discovered
 
 
 def run_source(ws: Workspace, source: SourceSettings,
-               progress: Callable[[CheckResult], None] | None = None,
-               collection: str | None = None) -> tuple[Scan, list[CheckResult]]:
+               progress: Callable[[CheckResult | None], None] | None = None,
+               collection: str | None = None,
+               discovered: Callable[[int], None] | None = None
+               ) -> tuple[Scan, list[CheckResult]]:
     """Discover and check everything of ``source`` now, as one scan (kind = source kind,
     source = source name; see :class:`~monitor.services.scans.ScanRun`). Candidates carry
     ``source_name`` and ``page_url``.
@@ -99,6 +104,10 @@ def run_source(ws: Workspace, source: SourceSettings,
 
     Args:
         collection: only match this collection (default: ``source.collection``).
+        discovered: told how many more items discovery found, batch by batch (a crawl
+            finds its total as it goes), before they are fetched and checked;
+            ``progress`` is then called once per item checked, and with None per item
+            found unchanged.
 
     Returns:
         ``(scan, results)``: the closed scan row and one result per checked candidate.
@@ -113,8 +122,13 @@ def run_source(ws: Workspace, source: SourceSettings,
     with ScanRun(ws, source.name, source.kind, log) as run, \
             ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
         for batch in _batches(discover(ws, source, log), BATCH):
+            if discovered:
+                discovered(len(batch))
             got = list(pool.map(lambda d: fetch_or_touch(ws, d, source.name), batch))
             ready = [g for g in got if not isinstance(g, int)]
             run.unchanged += len(got) - len(ready)
+            if progress and discovered:  # unchanged items count as done for the total
+                for _ in range(len(got) - len(ready)):
+                    progress(None)
             results.extend(check_items(ws, ready, coll, run.scan.id, progress=progress))
     return run.scan, results

@@ -42,6 +42,8 @@ class Sighting:
         sha256: hex sha256 of the bytes (None when they could not be had).
         size_bytes: length of the bytes, or None.
         page_url, http_status, headers, source_name: where and how it was found.
+        context: how it appears on that page (``{"page_title", "alt", "image_title",
+            "caption"}``, cleaned plain text), or None when unknown.
     """
 
     source: str
@@ -51,6 +53,7 @@ class Sighting:
     http_status: int | None = None
     headers: dict[str, str] | None = None
     source_name: str | None = None
+    context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ def record_pending(session: Session, sightings: Sequence[Sighting],
                    scan_id: int | None) -> list[Candidate]:
     """Insert or refresh one ``pending`` row per sighting and commit; returns the rows in
     order (detached; ``id`` and ``evidence_path`` are read by the pipeline). Existing rows
-    are found with one SELECT for the whole batch."""
+    are found with one SELECT for the whole batch. A sighting with a context replaces the
+    stored one (the page as last seen); one without keeps it."""
     now = utcnow()
     sources = sorted({s.source for s in sightings})
     existing = {(r.source, r.sha256): r for r in session.exec(
@@ -94,6 +98,8 @@ def record_pending(session: Session, sightings: Sequence[Sighting],
         row.http_status = it.http_status or row.http_status
         row.headers_json = json.dumps(it.headers) if it.headers else row.headers_json
         row.source_name = it.source_name or row.source_name
+        if it.context:
+            row.context_json = json.dumps(it.context, ensure_ascii=False, sort_keys=True)
         session.add(row)
         rows.append(row)
     session.commit()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """Alembic head revision this code was written against."""
 
 
@@ -83,7 +83,11 @@ class Scan(SQLModel, table=True):
 
 
 class Candidate(SQLModel, table=True):
-    """One image seen somewhere. Written as ``pending`` before it is processed."""
+    """One image seen somewhere. Written as ``pending`` before it is processed.
+
+    ``context_json``: how it appeared where it was last seen with context, a JSON object
+    of ``page_title``, ``alt``, ``image_title``, ``caption`` (plain text, each capped).
+    """
 
     __table_args__ = (UniqueConstraint("source", "sha256"),)
     id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
@@ -103,6 +107,7 @@ class Candidate(SQLModel, table=True):
     http_status: int | None = None
     headers_json: str | None = None
     source_name: str | None = None
+    context_json: str | None = None
     first_seen: datetime = Field(default_factory=utcnow)
     last_seen: datetime = Field(default_factory=utcnow)
     checked_at: datetime | None = None

@@ -8,6 +8,7 @@ candidate seen again unchanged (a folder file, or a URL that answered 304).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -55,10 +56,12 @@ class CandidateSightings:
             s.commit()
 
     def touch_settled(self, location: str, sha256: str | None, page_url: str | None = None,
-                      source_name: str | None = None) -> int | None:
+                      source_name: str | None = None,
+                      context: dict[str, str] | None = None) -> int | None:
         """Touch the settled candidate with these bytes at ``location`` (``last_seen`` now;
-        ``page_url`` and ``source_name`` updated when given) and return its id; None when
-        there is none (never seen, or still ``pending``: it must be checked)."""
+        ``page_url``, ``source_name`` and the page ``context`` updated when given) and
+        return its id; None when there is none (never seen, or still ``pending``: it must
+        be checked)."""
         if not sha256:
             return None
         with self._session() as s:
@@ -69,6 +72,8 @@ class CandidateSightings:
             row.last_seen = utcnow()
             row.page_url = page_url or row.page_url
             row.source_name = source_name or row.source_name
+            if context:
+                row.context_json = json.dumps(context, ensure_ascii=False, sort_keys=True)
             s.add(row)
             s.commit()
             return row.id

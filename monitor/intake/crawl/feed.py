@@ -5,7 +5,8 @@ survives malformed feeds; it is given the fetched bytes (never a URL, so it
 does no fetching of its own). Per entry, found: enclosures whose type is
 ``image/*`` (or untyped with an image extension), ``media:content`` with
 ``medium="image"`` or an image type, ``media:thumbnail``, and ``<img>`` /
-``srcset`` in the summary or content HTML. ``page_url`` is the entry's link.
+``srcset`` in the summary or content HTML. ``page_url`` is the entry's link; the
+entry's title is kept as the page title of its images' context.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections.abc import Iterator
 
 import feedparser
 
-from monitor.intake.crawl.base import Collector, CrawlLog, Discovered, clean_url, looks_like_image
+from monitor.intake.crawl.base import (
+    Collector,
+    CrawlLog,
+    Discovered,
+    PageContext,
+    clean_url,
+    looks_like_image,
+)
 from monitor.intake.crawl.html import images_in_fragment
 from monitor.intake.crawl.pages import fetch_page
 from monitor.intake.fetcher import Fetcher
@@ -63,6 +71,7 @@ def feed_images(fetcher: Fetcher, location: str, collector: Collector,
         return
     for entry in parsed.entries:
         page = clean_url(entry.get("link", ""), result.final_url)
+        context = PageContext.of(page_title=entry.get("title"))
         for url in entry_images(entry, result.final_url):
-            if found := collector.add(url, page):
+            if found := collector.add(url, page, context):
                 yield found

@@ -83,7 +83,7 @@ def crawl_pages(fetcher: Fetcher, starts: Iterable[str], depth: int, max_pages: 
             sites.add(site_of(result.final_url))
         page = parse_html(result.body, result.final_url, charset_of(result))
         for img in page.images:
-            if found := collector.add(img, result.final_url):
+            if found := collector.add(img, result.final_url, page.contexts.get(img)):
                 yield found
         if level >= depth:
             continue

@@ -5,7 +5,8 @@ a hostile sitemap cannot blow up memory or read local files); gzip-compressed
 sitemaps (``.xml.gz``) are inflated with a size cap. A ``<sitemapindex>`` is
 followed recursively (at most :data:`MAX_LEVELS` deep and ``max_pages``
 sitemaps); a ``<urlset>`` gives page URLs (``<url><loc>``) and their images
-(``<image:image><image:loc>``). The pages are then crawled like a ``page``
+(``<image:image><image:loc>``, with ``image:title`` and ``image:caption`` kept as the
+image's context when present). The pages are then crawled like a ``page``
 source at depth 0 (same site as the sitemap only), up to ``max_pages``.
 """
 
@@ -18,7 +19,14 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from monitor.intake.crawl.base import Collector, CrawlLog, Discovered, clean_url, site_of
+from monitor.intake.crawl.base import (
+    Collector,
+    CrawlLog,
+    Discovered,
+    PageContext,
+    clean_url,
+    site_of,
+)
 from monitor.intake.crawl.pages import crawl_pages, fetch_page
 from monitor.intake.fetcher import DOCUMENT_MAX_BYTES, Fetcher
 
@@ -58,8 +66,13 @@ def inflate(body: bytes, cap: int = DOCUMENT_MAX_BYTES) -> bytes:
     return out
 
 
-def parse_sitemap(body: bytes) -> tuple[str, list[str], list[tuple[str, list[str]]]]:
-    """``(kind, child_sitemaps, [(page_url, [image_urls])])`` of one sitemap document.
+SitemapImage = tuple[str, PageContext | None]
+"""An image of an image sitemap: its URL and its ``image:title`` / ``image:caption``."""
+
+
+def parse_sitemap(body: bytes) -> tuple[str, list[str], list[tuple[str, list[SitemapImage]]]]:
+    """``(kind, child_sitemaps, [(page_url, [(image_url, context)])])`` of one sitemap
+    document.
 
     ``kind`` is ``index`` or ``urlset``.
 
@@ -78,7 +91,9 @@ def parse_sitemap(body: bytes) -> tuple[str, list[str], list[tuple[str, list[str
     pages = []
     for url in _children(root, "url"):
         loc = _text(url, "loc")
-        images = [u for im in _children(url, "image") if (u := _text(im, "loc"))]
+        images = [(u, PageContext.of(image_title=_text(im, "title"),
+                                     caption=_text(im, "caption")))
+                  for im in _children(url, "image") if (u := _text(im, "loc"))]
         if loc or images:
             pages.append((loc or "", images))
     return "urlset", [], pages
@@ -113,8 +128,9 @@ def sitemap_images(fetcher: Fetcher, location: str, max_pages: int, collector: C
                 todo.append((child, level + 1))
         for page_url, images in entries:
             page = clean_url(page_url, result.final_url)
-            for img in images:
-                if found := collector.add(clean_url(img, result.final_url) or "", page):
+            for img, context in images:
+                if found := collector.add(clean_url(img, result.final_url) or "", page,
+                                          context):
                     yield found
             if page and site_of(page) == home:
                 pages.append(page)

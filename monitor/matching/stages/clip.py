@@ -159,8 +159,13 @@ class ClipStage:
                 "clip.checkpoint = '/path/to/open_clip_pytorch_model.bin'")
 
     def _build(self) -> Loaded:
-        import open_clip
-        import torch
+        try:
+            import open_clip
+            import torch
+        except ImportError as exc:  # the default install leaves PyTorch out
+            raise LoadFailure(f"PyTorch and open_clip are not installed ({exc.name} missing)",
+                              "pip install 'monitor[clip]' (PyTorch and open_clip), or set "
+                              "clip.enabled = false") from exc
 
         s = self.settings
         self._register_configs(open_clip)
