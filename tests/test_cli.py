@@ -163,8 +163,8 @@ def test_gallery_add_notes_pictures_the_hash_cannot_match(deploy: Path, photos) 
 
 def test_exit_status_tells_cron_what_was_found(deploy: Path, scene) -> None:
     """0 when all was checked (whatever was found, unless --fail-on names it), 1 for a
-    verdict named by --fail-on, 3 when a candidate could not be checked (issue 20:
-    `monitor check nosuch/` exited 0)."""
+    verdict named by --fail-on, 3 when a candidate could not be checked and --fail-on is
+    absent or names error (issue 20: `monitor check nosuch/` exited 0)."""
     run("gallery", "add", "gallery", "--collection", "portfolio")
     missing = run("check", "nosuch/", code=3)
     assert "nosuch" in missing.output
@@ -172,7 +172,12 @@ def test_exit_status_tells_cron_what_was_found(deploy: Path, scene) -> None:
     run("check", "candidates/crop.jpg", "--fail-on", "violation", code=1)
     run("check", "candidates/other-camera.jpg", "--fail-on", "violation")
     run("check", "candidates/crop.jpg", "candidates/empty.jpg", "--fail-on", "violation",
-        code=3)  # an input error outranks what was found
+        "--fail-on", "error", code=3)  # an input error outranks what was found
+    run("check", "candidates/crop.jpg", "candidates/empty.jpg", "--fail-on", "violation",
+        code=1)  # --fail-on names what fails the run: here not the empty file
+    run("check", "candidates/other-camera.jpg", "candidates/empty.jpg", "--fail-on",
+        "violation")  # nothing it names happened
+    run("check", "candidates/empty.jpg", code=3)  # the default: errors fail
     run("check", "candidates/crop.jpg", "--fail-on", "bogus", code=2)
 
 

@@ -141,3 +141,54 @@ def test_cli_list_show_set_status(ws) -> None:
     assert res.exit_code == 2 and "not found" in res.output
     res = runner.invoke(app, ["violations", "list"])
     assert res.exit_code == 0 and "3 item(s)" in res.output and "open" in res.stdout
+
+
+def test_same_image_through_another_intake_joins_the_open_violation(ws, photos) -> None:
+    """The bytes of a confirmed violation sent again as an upload (another intake, another
+    candidate) join that violation: no second violation, no second alert, the review
+    state kept, and the trail says where it was seen again (issue 20)."""
+    data = copy_of(photos["astronaut"])  # the same bytes populate() found on pirate.example
+    set_status(ws, 1, "confirmed", "alice", "clear copy")
+    with ws.session() as s:
+        before = len(s.exec(select(Violation)).all())
+        alerts = len(s.exec(select(Alert)).all())
+    r = record(ws, "upload:from-the-api", data, page="https://other.example/shop.html")
+    assert r.verdict.value == "violation"
+    with ws.session() as s:
+        assert len(s.exec(select(Violation)).all()) == before
+        assert len(s.exec(select(Alert)).all()) == alerts
+        assert s.get(Violation, 1).status == "confirmed"
+    last = history(ws, 1)[-1]
+    assert (last.actor, last.from_status, last.to_status) == ("monitor", "confirmed",
+                                                              "confirmed")
+    assert "upload:from-the-api" in last.note and "other.example/shop.html" in last.note
+    other = record(ws, "https://elsewhere.example/a.jpg", copy_of(photos["astronaut"], 0.65))
+    with ws.session() as s:
+        assert len(s.exec(select(Violation)).all()) == before + 1, "new bytes: new violation"
+    assert other.verdict.value == "violation"
+
+
+def test_report_lists_every_protected_image_a_found_image_reproduces(ws, photos,
+                                                                    deploy: Path) -> None:
+    """One artwork registered twice (two collections): a copy of it is one found image
+    with two violations; the report says so and lists each under the other (issue 20:
+    "55 violations for 54 images" with no explanation)."""
+    from monitor.outcome.report import write_report
+    from monitor.services.gallery import add_paths
+
+    photos["rocket"].save(deploy / "rocket.png")
+    for collection in ("portfolio", "prints"):
+        assert add_paths(ws, [str(deploy / "rocket.png")], collection)[0].status == "added"
+    r = record(ws, "https://pirate.example/r.jpg", copy_of(photos["rocket"]))
+    assert r.verdict.value == "violation"
+    with ws.session() as s:
+        cand = s.exec(select(Violation).order_by(Violation.id.desc())).first().candidate_id
+        ids = sorted(v.id for v in s.exec(select(Violation).where(
+            Violation.candidate_id == cand)).all())
+    assert len(ids) == 2, "one violation per protected image"
+    html = write_report(ws).read_text()
+    assert 'id="per-image-note"' in html
+    first = html.index(f'id="violation-{ids[0]}"')
+    second = html.index(f'id="violation-{ids[1]}"')
+    assert f'href="#violation-{ids[1]}"' in html[first:second], "the first lists the second"
+    assert f'href="#violation-{ids[0]}"' in html[second:], "and the second the first"

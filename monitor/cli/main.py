@@ -58,20 +58,26 @@ def stream(format: Format, info: dict) -> Callable[[CheckResult], None]:
 
 
 class FailOn(StrEnum):
-    """Verdicts that make ``check`` and ``scan`` exit 1."""
+    """Outcomes that make ``check`` and ``scan`` fail: a verdict (exit 1) or ``error``, a
+    candidate that could not be checked (exit 3)."""
 
     violation = "violation"
     review = "review"
+    error = "error"
 
 
 def exit_status(results: list, fail_on: list[FailOn] | None) -> int:
-    """The exit status of a ``check``/``scan`` run: :data:`~monitor.errors.EXIT_INPUT`
-    when a candidate could not be checked, else :data:`~monitor.errors.EXIT_FOUND` when
-    one got a verdict named by ``--fail-on``, else 0."""
-    if any(r.verdict.value == "error" for r in results):
+    """The exit status of a ``check``/``scan`` run.
+
+    Without ``--fail-on``: :data:`~monitor.errors.EXIT_INPUT` when a candidate could not
+    be checked, else 0. With it, only what it names fails the run: ``error`` gives
+    :data:`~monitor.errors.EXIT_INPUT` (it outranks a verdict), ``violation``/``review``
+    :data:`~monitor.errors.EXIT_FOUND`; so ``--fail-on violation`` alone lets a cron job
+    alert on copies without failing on a host that was down."""
+    wanted = {f.value for f in fail_on} if fail_on else {"error"}
+    if "error" in wanted and any(r.verdict.value == "error" for r in results):
         return EXIT_INPUT
-    wanted = {f.value for f in fail_on or []}
-    return EXIT_FOUND if any(r.verdict.value in wanted for r in results) else 0
+    return EXIT_FOUND if any(r.verdict.value in wanted - {"error"} for r in results) else 0
 
 
 RELATIVE = {"h": 1, "d": 24, "w": 24 * 7}
@@ -153,14 +159,16 @@ def check(
         metavar="NAME", help="Only match this collection.")] = None,
     format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
-        "--fail-on", metavar="violation|review",
-        help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
+        "--fail-on", metavar="violation|review|error",
+        help="What fails the run (repeatable): violation or review exit 1, error (a "
+             "candidate that could not be checked) exits 3. Default: error only.")] = None,
 ) -> None:
     """Check candidate images against the gallery and record the results.
 
-    Exit status: 0 all checked, nothing named by --fail-on found; 1 a verdict named by
-    --fail-on; 2 usage or configuration error; 3 a candidate could not be checked
-    (missing, empty, not an image, fetch failed); 4 a service failed.
+    Exit status: 0 nothing named by --fail-on happened; 1 a verdict named by --fail-on;
+    2 usage or configuration error; 3 a candidate could not be checked (missing, empty,
+    not an image, fetch failed), unless --fail-on is given without error; 4 a service
+    failed.
     """
     from monitor.intake.inputs import expand
     from monitor.services.check import check as run_check
@@ -194,8 +202,9 @@ def scan(
     report: Annotated[bool, typer.Option(help="Write an HTML report of the scan.")] = True,
     format: Annotated[Format, typer.Option("--format", help=FORMAT_HELP)] = Format.table,
     fail_on: Annotated[list[FailOn] | None, typer.Option(
-        "--fail-on", metavar="violation|review",
-        help="Exit 1 when a candidate gets this verdict (repeatable).")] = None,
+        "--fail-on", metavar="violation|review|error",
+        help="What fails the run (repeatable): violation or review exit 1, error (a "
+             "candidate that could not be checked) exits 3. Default: error only.")] = None,
 ) -> None:
     """Run a configured source (or check a folder) now as one scan; summary and report.
 

@@ -100,12 +100,33 @@ def render_report(ws: Store, items: list[ReportItem], scans: list[Scan],
     made relative to it); ``period`` (start, end) titles the report as a digest.
     """
     cache = ThumbCache(ws)
+    items = by_found_image(items)
     rows = [(i, *cache.pair(i), evidence_link(ws, i.evidence_path, link_base, i.violation_id))
             for i in items]
     return render(ws.settings, "report.html.j2", rows=rows, scans=scans,
                   summary=_summary(items, scans), generated=utcnow(),
                   filters={k: v for k, v in filters.items() if v}, mark=MARK_COLOUR,
-                  period=period)
+                  period=period, siblings=siblings(items))
+
+
+def by_found_image(items: list[ReportItem]) -> list[ReportItem]:
+    """``items`` with the violations of one found image (candidate) next to each other, in
+    the order of each image's first violation (a stable regrouping)."""
+    first: dict[int, int] = {}
+    for n, i in enumerate(items):
+        first.setdefault(i.candidate_id, n)
+    return sorted(items, key=lambda i: first[i.candidate_id])
+
+
+def siblings(items: list[ReportItem]) -> dict[int, list[ReportItem]]:
+    """``{violation id: the other violations of the same found image}``, for the found
+    images that match several protected images (a collage, or one artwork registered
+    twice): the report lists every matching protected image under each."""
+    groups: dict[int, list[ReportItem]] = {}
+    for i in items:
+        groups.setdefault(i.candidate_id, []).append(i)
+    return {i.violation_id: [o for o in g if o is not i]
+            for g in groups.values() if len(g) > 1 for i in g}
 
 
 def _default_path(ws: Store, fmt: str, prefix: str = "report") -> Path:

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from monitor.store.models import Alert, Candidate, MatchRow, Violation, utcnow
+from monitor.store.models import (
+    Alert,
+    Candidate,
+    MatchRow,
+    Violation,
+    ViolationEvent,
+    utcnow,
+)
 from monitor.types import RuleOutcome, Verdict
 
 QUIET_STATUSES = ("dismissed", "licensed")
@@ -120,6 +127,9 @@ def record_checked(session: Session, row: Candidate, checked: Checked,
                    alert_channels: Sequence[tuple[str, str]]) -> Candidate:
     """Store a checked candidate: its facts and verdict, one match row per outcome, a
     violation for each flagged one and outbox rows for new violations; commits once.
+    A flagged match of a protected image that already has a violation through another
+    candidate with the same bytes joins that violation (an audit event "seen again via
+    …") instead of opening a second one.
 
     Args:
         row: the candidate's row as :func:`record_pending` returned it (detached; it is
@@ -151,12 +161,16 @@ def _store_outcomes(session: Session, cand: Candidate, outcomes: Sequence[RuleOu
     violations = {v.match_id: v for v in session.exec(
         select(Violation).where(Violation.match_id.in_([r.id for _, r in flagged]))).all()}
     quiet = _quiet_statuses(session, cand.source, [o.match.gallery_id for o, _ in flagged])
+    same = _same_image(session, cand, [o.match.gallery_id for o, _ in flagged])
     for o, match in flagged:
         v = violations.get(match.id)
         if v is not None:
             v.verdict, v.rule, v.severity, v.updated_at = (o.verdict.value, o.rule, o.severity,
                                                            utcnow())
             session.add(v)
+            continue
+        if (joined := same.get(o.match.gallery_id)) is not None:
+            _join(session, joined, cand)
             continue
         inherited = quiet.get(o.match.gallery_id)
         v = Violation(match_id=match.id, candidate_id=cand.id, protected_id=o.match.gallery_id,
@@ -169,6 +183,37 @@ def _store_outcomes(session: Session, cand: Candidate, outcomes: Sequence[RuleOu
         if not inherited and o.verdict == Verdict.VIOLATION:
             session.add_all([Alert(kind=kind, violation_id=v.id, recipients=to)
                              for kind, to in channels])
+
+
+def _same_image(session: Session, cand: Candidate, protected_ids: list[int]
+                ) -> dict[int, Violation]:
+    """``{protected_id: violation}`` of violations of these protected images by another
+    candidate with the same bytes (``sha256``): the same found image, reached through
+    another intake (an upload of a file a scan found, a URL of an image mailed in); the
+    oldest per image."""
+    if not cand.sha256:
+        return {}
+    q = (select(Violation).join(Candidate, Violation.candidate_id == Candidate.id)
+         .where(Candidate.sha256 == cand.sha256, Candidate.id != cand.id,
+                Violation.protected_id.in_(protected_ids))
+         .order_by(Violation.id))
+    found: dict[int, Violation] = {}
+    for v in session.exec(q).all():
+        found.setdefault(v.protected_id, v)
+    return found
+
+
+def _join(session: Session, violation: Violation, cand: Candidate) -> None:
+    """Record ``cand`` as another sighting of ``violation`` (same bytes, same protected
+    image) instead of opening a second violation: an audit event, no new alert; the
+    review state is kept."""
+    where = cand.source + (f" on {cand.page_url}" if cand.page_url else "")
+    session.add(ViolationEvent(violation_id=violation.id, actor="monitor",
+                               from_status=violation.status, to_status=violation.status,
+                               note=f"the same image seen again via {where[:1500]} "
+                                    f"(candidate {cand.id})"))
+    violation.updated_at = utcnow()
+    session.add(violation)
 
 
 def _match_row(row: MatchRow | None, candidate_id: int, o: RuleOutcome) -> MatchRow:
