@@ -160,8 +160,7 @@ def _store_outcomes(session: Session, cand: Candidate, outcomes: Sequence[RuleOu
         return
     violations = {v.match_id: v for v in session.exec(
         select(Violation).where(Violation.match_id.in_([r.id for _, r in flagged]))).all()}
-    quiet = _quiet_statuses(session, cand.source, [o.match.gallery_id for o, _ in flagged])
-    same = _same_image(session, cand, [o.match.gallery_id for o, _ in flagged])
+    quiet, same = _earlier(session, cand, [o.match.gallery_id for o, _ in flagged])
     for o, match in flagged:
         v = violations.get(match.id)
         if v is not None:
@@ -183,24 +182,6 @@ def _store_outcomes(session: Session, cand: Candidate, outcomes: Sequence[RuleOu
         if not inherited and o.verdict == Verdict.VIOLATION:
             session.add_all([Alert(kind=kind, violation_id=v.id, recipients=to)
                              for kind, to in channels])
-
-
-def _same_image(session: Session, cand: Candidate, protected_ids: list[int]
-                ) -> dict[int, Violation]:
-    """``{protected_id: violation}`` of violations of these protected images by another
-    candidate with the same bytes (``sha256``): the same found image, reached through
-    another intake (an upload of a file a scan found, a URL of an image mailed in); the
-    oldest per image."""
-    if not cand.sha256:
-        return {}
-    q = (select(Violation).join(Candidate, Violation.candidate_id == Candidate.id)
-         .where(Candidate.sha256 == cand.sha256, Candidate.id != cand.id,
-                Violation.protected_id.in_(protected_ids))
-         .order_by(Violation.id))
-    found: dict[int, Violation] = {}
-    for v in session.exec(q).all():
-        found.setdefault(v.protected_id, v)
-    return found
 
 
 def _join(session: Session, violation: Violation, cand: Candidate) -> None:
@@ -233,15 +214,32 @@ def _match_row(row: MatchRow | None, candidate_id: int, o: RuleOutcome) -> Match
     return row
 
 
-def _quiet_statuses(session: Session, source: str, protected_ids: list[int]) -> dict[int, str]:
-    """``{protected_id: status}`` of quiet reviews of these images at ``source``; of
-    several, the oldest violation's (ordered, so every database gives the same)."""
-    q = (select(Violation.protected_id, Violation.status)
+def _earlier(session: Session, cand: Candidate, protected_ids: list[int]
+             ) -> tuple[dict[int, str], dict[int, Violation]]:
+    """One read of the earlier violations of these protected images that decide how
+    ``cand``'s new ones start (ordered by id, so every database gives the same):
+
+    * ``{protected_id: status}``: quiet reviews (dismissed, licensed) at ``cand``'s place
+      (its ``source``), the oldest's status, inherited;
+    * ``{protected_id: violation}``: the oldest violation by another candidate with the
+      same bytes (``sha256``), when ``cand`` has no web place of its own (an upload over
+      the API, a local file): the same found image reached through another intake, which
+      joins it. The same bytes at another URL are another publication (another host to
+      write to) and keep their own violation.
+    """
+    same_bytes = bool(cand.sha256) and not cand.source.startswith(("http://", "https://"))
+    at_place = (Candidate.source == cand.source) & Violation.status.in_(QUIET_STATUSES)
+    cond = (at_place | ((Candidate.sha256 == cand.sha256) & (Candidate.id != cand.id))
+            if same_bytes else at_place)
+    q = (select(Violation, Candidate.source, Candidate.sha256)
          .join(Candidate, Violation.candidate_id == Candidate.id)
-         .where(Candidate.source == source, Violation.protected_id.in_(protected_ids),
-                Violation.status.in_(QUIET_STATUSES))
+         .where(Violation.protected_id.in_(protected_ids), cond)
          .order_by(Violation.id))
-    found: dict[int, str] = {}
-    for pid, status in session.exec(q).all():
-        found.setdefault(pid, status)
-    return found
+    quiet: dict[int, str] = {}
+    same: dict[int, Violation] = {}
+    for v, source, sha in session.exec(q).all():
+        if source == cand.source and v.status in QUIET_STATUSES:
+            quiet.setdefault(v.protected_id, v.status)
+        if same_bytes and sha == cand.sha256 and v.candidate_id != cand.id:
+            same.setdefault(v.protected_id, v)
+    return quiet, same
