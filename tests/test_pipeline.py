@@ -98,7 +98,8 @@ def test_search_records_nothing_and_raises_its_error(ws: Workspace, photos, othe
 def test_spooled_upload_becomes_evidence_by_hard_link(ws: Workspace, photos, others) -> None:
     data = _inputs(photos, others)[1].data
     sha = hashlib.sha256(data).hexdigest()
-    spool = ws.put_file(f"uploads/{sha[:2]}/{sha}", data)
+    ws.blobs.put(f"uploads/{sha[:2]}/{sha}", data)
+    spool = ws.blobs.local_path(f"uploads/{sha[:2]}/{sha}")
     item = CandidateInput(f"upload:{sha}", data=data, sha256=sha, spool=spool, sniffed=True)
     [result] = check_items(ws, [item])
     assert result.verdict.value == "violation"
@@ -113,7 +114,8 @@ def test_spooled_upload_becomes_evidence_by_hard_link(ws: Workspace, photos, oth
 
 def test_keep_file_copies_when_the_source_is_gone(ws: Workspace, tmp_path: Path) -> None:
     gone = tmp_path / "gone.jpg"
-    path = ws.keep_file("evidence/aa/x.jpg", gone, b"bytes")
+    ws.blobs.keep("evidence/aa/x.jpg", gone, b"bytes")
+    path = ws.blobs.local_path("evidence/aa/x.jpg")
     assert path.read_bytes() == b"bytes"
 
 

@@ -99,7 +99,8 @@ class Daemon:
 
         ws = self.ws
         secret, keys = self._keys() if self.serves_http else ("", {})
-        self.dispatcher = self._dispatcher()
+        wake = threading.Event()  # set after an enqueue: this process's idle workers look
+        self.dispatcher = self._dispatcher(wake)
         if self.role != "scheduler":
             self._load_engine()
         if self.role == "all" and self.dispatcher.broker is None:
@@ -110,8 +111,7 @@ class Daemon:
                                states=lambda: queue.counts(ws.db))
         self.state = AppState(ws, secret, self.metrics, extra_health=self.health,
                               batcher=queue.Batcher(ws.db) if self.serves_http else None,
-                              keys=keys, dispatcher=self.dispatcher)
-        self.dispatcher.wake = self.state.wake
+                              keys=keys, dispatcher=self.dispatcher, wake=wake)
         self._start_parts()
         if self.serves_http:
             from uvicorn.importer import import_from_string
@@ -132,7 +132,7 @@ class Daemon:
                               "server.webhook_secret_file, or [[server.keys]] tables")
         return secret, keys
 
-    def _dispatcher(self):
+    def _dispatcher(self, wake: threading.Event):
         from monitor.daemon.messages import Dispatcher
 
         url = self.ws.settings.queue.broker_url
@@ -141,7 +141,7 @@ class Daemon:
             from monitor.daemon.broker import Broker
 
             broker = Broker(self.ws.settings.queue)
-        return Dispatcher(broker, threading.Event()).activate()
+        return Dispatcher(broker, wake).activate()
 
     def _load_engine(self) -> None:
         from monitor.services.gallery_sync import GallerySync

@@ -104,14 +104,14 @@ def queue_source(ws: Workspace, source_name: str) -> int:
         scans_repo.record_discovery(s, scan.id, found.summary(), len(found.errors))
     kind = "file" if source.kind == "folder" else "crawl"
     where = "path" if kind == "file" else "url"
-    long = [d for d in items if len(d.location) > MAX_URL or len(d.page_url or "") > MAX_URL]
-    if long:
-        log.warning("source %s: %d location(s) longer than %d characters skipped, e.g. %s…",
-                    source.name, len(long), MAX_URL, long[0].location[:80])
+    fits = [d for d in items if max(len(d.location), len(d.page_url or "")) <= MAX_URL]
+    if len(fits) < len(items):
+        log.warning("source %s: %d location(s) longer than %d characters skipped",
+                    source.name, len(items) - len(fits), MAX_URL)
     requests = [{"kind": kind, "source": source.name, "page_url": d.page_url,
                  "scan_id": scan.id, "dedupe_location": True, where: d.location,
                  "metadata": d.context.as_dict() if d.context else None}
-                for d in items if all(d is not x for x in long)]
+                for d in fits]
     made = [r.job.id for r in queue.enqueue_many(ws.db, requests) if r.created] \
         if requests else []
     notify(made)  # the workers of this process, or a broker message per job

@@ -22,7 +22,8 @@ from __future__ import annotations
 import copy
 import fcntl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,11 +60,20 @@ def save(engine: Engine, folder: Path) -> None:
     that lacks another process's latest change is caught up by the reconcile of whoever
     opens it (:func:`reconcile` compares ids with the database)."""
     folder = Path(folder)
+    with locked(folder):
+        engine.local_index.refresh()
+        _save_locked(engine, folder)
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the index folder's exclusive lock (``flock`` on ``folder/.lock``; the folder is
+    made): no other process saves into it meanwhile, so a copy taken inside is whole."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        engine.local_index.refresh()
-        _save_locked(engine, folder)
+        yield
 
 
 def _save_locked(engine: Engine, folder: Path) -> None:

@@ -45,7 +45,7 @@ def item_row(ws: Store, item: ReportItem) -> dict[str, object]:
     """One item as a flat dict keyed by :data:`COLUMNS` (JSON-ready values).
 
     Raises:
-        ConfigError: the blob store cannot be opened (:func:`stored.blobs_of`).
+        ConfigError: the blob store cannot be opened (``Store.blobs``).
     """
     cw, ch = item.candidate_size or (None, None)
     return {

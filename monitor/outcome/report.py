@@ -75,7 +75,7 @@ def evidence_link(ws: Store, rel: str | None, base: Path | None,
 
     Raises:
         ValueError: ``rel`` is not a valid key.
-        ConfigError: the blob store cannot be opened (see :func:`stored.blobs_of`).
+        ConfigError: the blob store cannot be opened (``Store.blobs``).
     """
     if not rel:
         return None

@@ -12,30 +12,10 @@ path when the blob store is a folder, else the object's URL (``s3://bucket/prefi
 from __future__ import annotations
 
 from pathlib import Path
-from weakref import WeakKeyDictionary
 
 from monitor.errors import BlobNotFound
 from monitor.store import Store
-from monitor.store.blobs import BlobStore, LocalBlobs, blobs_from_settings
-
-_opened: WeakKeyDictionary[Store, BlobStore] = WeakKeyDictionary()
-"""Blob stores opened for stores that have none of their own (a plain :class:`Store`)."""
-
-
-def blobs_of(ws: Store) -> BlobStore:
-    """The blob store of ``ws``: its own ``blobs`` when it has one (the services layer's
-    ``Workspace``), else the one its settings name (``storage.blob_url``), opened once.
-
-    Raises:
-        ConfigError: the URL is unsupported, or boto3 is missing for ``s3://``.
-    """
-    own = getattr(ws, "blobs", None)
-    if isinstance(own, BlobStore):
-        return own
-    blobs = _opened.get(ws)
-    if blobs is None:
-        blobs = _opened[ws] = blobs_from_settings(ws.settings)
-    return blobs
+from monitor.store.blobs import BlobStore, LocalBlobs
 
 
 def object_url(blobs: BlobStore, key: str) -> str:
@@ -50,9 +30,9 @@ def location(ws: Store, rel: str) -> str:
     is not a valid key (never written by monitor).
 
     Raises:
-        ConfigError: see :func:`blobs_of`.
+        ConfigError: see :attr:`Store.blobs <monitor.store.Store.blobs>`.
     """
-    blobs = blobs_of(ws)
+    blobs = ws.blobs
     try:
         path = blobs.local_path(rel)
     except ValueError:
@@ -66,9 +46,9 @@ def local_file(ws: Store, rel: str) -> Path | None:
 
     Raises:
         ValueError: ``rel`` is not a valid key.
-        ConfigError: see :func:`blobs_of`.
+        ConfigError: see :attr:`Store.blobs <monitor.store.Store.blobs>`.
     """
-    return blobs_of(ws).local_path(rel)
+    return ws.blobs.local_path(rel)
 
 
 def fetch(ws: Store, rel: str | None) -> Path | bytes | None:
@@ -78,11 +58,11 @@ def fetch(ws: Store, rel: str | None) -> Path | bytes | None:
 
     Raises:
         StoreError: the blob store cannot be read (other than an absent object).
-        ConfigError: see :func:`blobs_of`.
+        ConfigError: see :attr:`Store.blobs <monitor.store.Store.blobs>`.
     """
     if not rel:
         return None
-    blobs = blobs_of(ws)
+    blobs = ws.blobs
     try:
         path = blobs.local_path(rel)
         if path is None:

@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw
 from monitor.errors import BlobNotFound, MonitorError
 from monitor.imaging.decode import DecodedImage, DecodeLimits, decode_bytes, decode_file
 from monitor.outcome.items import ReportItem
-from monitor.outcome.stored import blobs_of
 from monitor.store import Store
 
 MARK_COLOUR = (255, 0, 255)
@@ -109,7 +108,7 @@ def load_stored(ws: Store, rel: str) -> DecodedImage:
         return ws.load_blob(rel)
     d = ws.settings.decode
     limits = DecodeLimits(d.max_bytes, d.max_pixels, d.work_side)
-    blobs = blobs_of(ws)
+    blobs = ws.blobs
     path = blobs.local_path(rel)
     if path is None:
         return decode_bytes(blobs.get(rel), limits)

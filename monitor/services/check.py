@@ -18,7 +18,6 @@ its estimated peak memory from the workspace's ``decode_budget``
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -230,8 +229,8 @@ class Pipeline:
         their key (the relative path ``evidence/ab/abcd….<format>``).
 
         A queued upload (``it.spool``) in a blob store that is a folder becomes the
-        evidence by a hard link (no bytes written); anything else is written with
-        :meth:`BlobStore.put <monitor.store.blobs.BlobStore.put>`.
+        evidence by a hard link (no bytes written); anything else is written
+        (:meth:`BlobStore.keep <monitor.store.blobs.BlobStore.keep>`).
 
         Raises:
             StoreError: the blob store cannot be written.
@@ -240,25 +239,9 @@ class Pipeline:
             return None
         d = it.decoded
         rel = f"evidence/{d.sha256[:2]}/{d.sha256}.{d.format.lower()}"
-        if it.spool is None or not _link(it.spool, self.ws.blobs.local_path(rel)):
-            self.ws.blobs.put(rel, it.data)
+        self.ws.blobs.keep(rel, it.spool, it.data)
         return rel
 
-
-def _link(source: Path, target: Path | None) -> bool:
-    """Make ``target`` a hard link to ``source`` (kept when it exists: content-addressed,
-    so the same bytes); False when there is no ``target`` (a bucket) or no link can be
-    made (another filesystem, no hard links, ``source`` gone)."""
-    if target is None:
-        return False
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(source, target)
-    except FileExistsError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def decide(ws: Workspace, found: list[Match], info: dict[int, tuple[str, str, dict]],

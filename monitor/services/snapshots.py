@@ -7,8 +7,8 @@ it to the blob store (``storage.blob_url``) after gallery changes, at most every
     indices/snap-<gallery version>-<random>/…   every file of ``data/indices``
     indices/LATEST                               {"version", "prefix", "files", "created"}
 
-The copy is taken under the index folder's lock (:func:`monitor.matching.persist.save`
-holds it too), so it is never half-saved. A process whose own index folder is empty (a
+The copy is taken under the index folder's lock (:func:`monitor.matching.persist.locked`,
+which every save holds too), so it is never half-saved. A process whose own index folder is empty (a
 new worker on a new machine) downloads the latest snapshot (:func:`restore`), then its
 start-up reconcile (:func:`monitor.matching.persist.load`) applies only the gallery
 changes made since. With the default blob store (the data folder itself) the index
@@ -17,7 +17,6 @@ folder is already shared, and nothing is copied.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 
 from monitor.errors import BlobNotFound
+from monitor.matching import persist
 from monitor.services.workspace import Workspace
 from monitor.store import coordination
 from monitor.store.blobs import LocalBlobs
@@ -78,8 +78,7 @@ def publish(ws: Workspace) -> Snapshot | None:
     t0 = time.perf_counter()
     version = coordination.value(ws.db, coordination.GALLERY)
     prefix = f"indices/snap-{version:012d}-{uuid.uuid4().hex[:8]}"
-    with open(folder / ".lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with persist.locked(folder):
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                        if p.is_file() and not p.name.startswith("."))
         size = 0

@@ -24,7 +24,6 @@ from monitor.matching.engine import Engine, GalleryEntry, working_side
 from monitor.matching.rules import RuleSet, load_rules
 from monitor.store import Store
 from monitor.store import gallery as gallery_repo
-from monitor.store.blobs import BlobStore, blobs_from_settings
 from monitor.store.models import Collection, ProtectedImage
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "defaults" / "rules.toml"
@@ -62,16 +61,6 @@ class Workspace(Store):
         self.decode_budget = MemoryBudget(settings.decode.memory_budget_mb * MIB)
         self._engine: Engine | None = None
         self._info: dict[int, tuple[str, str, dict]] | None = None
-
-    @cached_property
-    def blobs(self) -> BlobStore:
-        """The :class:`~monitor.store.blobs.BlobStore` every process of the deployment
-        shares (``storage.blob_url``; the data folder by default), opened at first use.
-
-        Raises:
-            ConfigError: the URL is unsupported, or boto3 is missing for ``s3://``.
-        """
-        return blobs_from_settings(self.settings)
 
     # -- rules -----------------------------------------------------------------
     @cached_property
@@ -187,15 +176,6 @@ class Workspace(Store):
             return decode_file(path, self.gallery_limits)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobNotFound(f"blob store {self.blobs.url}: no object {key}") from exc
-
-    def load_stored(self, path: Path) -> DecodedImage:
-        """Decode a stored gallery copy with the gallery's limits (``gallery_limits``), by
-        its path (reports' thumbnails; :meth:`load_blob` reads through the blob store).
-
-        Raises:
-            DecodeError: the stored file is unreadable or over the limits.
-        """
-        return decode_file(path, self.gallery_limits)
 
     # -- look-ups --------------------------------------------------------------
     def collection(self, session: Session, name: str, create: bool = False) -> Collection | None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from monitor.errors import BlobNotFound, ConfigError, StoreError
-from monitor.store.context import write_atomic
+from monitor.store.files import write_atomic
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -94,6 +94,23 @@ class BlobStore(ABC):
             BlobNotFound: nothing is stored at ``key``.
         """
         write_atomic(Path(path), self.get(key))
+
+    def keep(self, key: str, source: Path | None, data: bytes) -> None:
+        """Store ``data`` at ``key`` when ``source``, a file holding the same bytes, cannot
+        stand for it: a folder store makes ``key`` a hard link to ``source`` (no bytes
+        written; an existing ``key`` is kept, keys being content-addressed); otherwise,
+        or when no link can be made (another filesystem, ``source`` gone), :meth:`put`."""
+        path = self.local_path(key) if source is not None else None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.link(source, path)
+                return
+            except FileExistsError:
+                return
+            except OSError:
+                pass
+        self.put(key, data)
 
     def local_path(self, key: str) -> Path | None:
         """The file holding ``key`` when the store is a folder (present or not), else None:

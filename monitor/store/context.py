@@ -7,15 +7,18 @@ layer's :class:`~monitor.services.workspace.Workspace` extends it with those.
 
 from __future__ import annotations
 
-import os
-import tempfile
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from monitor.config import Settings
 from monitor.store.db import open_engine
+
+if TYPE_CHECKING:
+    from monitor.store.blobs import BlobStore
 
 
 class Store:
@@ -46,10 +49,18 @@ class Store:
         """Content-addressed copies of protected images."""
         return self.data_dir / "gallery"
 
-    @property
-    def evidence_dir(self) -> Path:
-        """Archived bytes of flagged candidates (chain of custody)."""
-        return self.data_dir / "evidence"
+    @cached_property
+    def blobs(self) -> BlobStore:
+        """The blob store every process of the deployment shares (``storage.blob_url``;
+        the data folder by default), opened at first use: gallery copies, uploads,
+        evidence and job results.
+
+        Raises:
+            ConfigError: the URL is unsupported, or boto3 is missing for ``s3://``.
+        """
+        from monitor.store.blobs import blobs_from_settings
+
+        return blobs_from_settings(self.settings)
 
     @property
     def report_dir(self) -> Path:
@@ -60,39 +71,3 @@ class Store:
         """A new database session (use as a context manager); objects stay usable after
         commit (``expire_on_commit=False``)."""
         return Session(self.db, expire_on_commit=False)
-
-    def put_file(self, rel: str, payload: bytes) -> Path:
-        """Write ``payload`` under :attr:`data_dir` at ``rel`` atomically (temporary file in
-        the same folder, fsync, ``os.replace``) and return the absolute path."""
-        return write_atomic(self.data_dir / rel, payload)
-
-    def keep_file(self, rel: str, source: Path, payload: bytes) -> Path:
-        """Make ``rel`` under :attr:`data_dir` hold ``payload``, the bytes of the file
-        ``source`` already in the data folder: a hard link (no bytes written) when the
-        filesystem allows, else :meth:`put_file`. Returns the absolute path."""
-        path = self.data_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, path)
-        except FileExistsError:
-            pass
-        except OSError:  # another filesystem, no hard links, or the source is gone
-            return self.put_file(rel, payload)
-        return path
-
-
-def write_atomic(path: Path, payload: bytes) -> Path:
-    """Replace ``path`` with ``payload`` so readers see the old or the new file, never a
-    part (temporary file in the same folder, fsync, ``os.replace``); returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as fh:
-        fh.write(payload)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.replace(fh.name, path)
-    except OSError:
-        Path(fh.name).unlink(missing_ok=True)
-        raise
-    return path

@@ -73,18 +73,6 @@ def touch(db: Engine, ids: list[str]) -> int:
     return n
 
 
-def due_queued(db: Engine, limit: int = 10_000) -> list[str]:
-    """Ids of every due ``queued`` job, oldest first (at most ``limit``): sent at the start
-    of a role whose broker may never have had them (the first start with a broker, or
-    jobs accepted while the broker was down)."""
-    now = utcnow()
-    q = (select(Job.id).where(Job.status == "queued",
-                              or_(Job.not_before.is_(None), Job.not_before <= now))
-         .order_by(Job.created_at).limit(limit))
-    with Session(db) as s:
-        return list(s.execute(q).scalars())
-
-
 def dead_letters(db: Engine, limit: int = 5) -> list[Job]:
     """The most recently failed-for-good jobs (``error``: their attempts spent), newest
     first, at most ``limit``."""
