@@ -19,7 +19,7 @@ Reported per size: RSS after start-up and peak, index files on disk, start-up ti
 plus the first result), retrieval p50/p99 (index look-ups alone, from the candidate's
 codes and vectors), end-to-end ``Engine.match`` p50/p99 for copies and for unrelated
 candidates (decode included), the copies' recall and unrelated images flagged by the
-default rules, candidates stopped by the cascade, the index kinds chosen, and the
+default rules, candidates stopped by the cascade and its SSCD floor, the index kinds chosen, and the
 throughput relative to a pHash baseline (imagehash ``phash`` of the same files, decode
 included) measured in the same process.
 """

@@ -80,6 +80,7 @@ def run(folder: Path, n: int, queries: list[tuple[str, int]], settings: Settings
         "recall": round(found / max(copies, 1), 4), "copies": copies,
         "unrelated_flagged": int(flagged), "unrelated": len(times["unrelated"]),
         "stopped_by_cascade": engine.counts["stopped"],
+        "cascade_floor": round(settings.retrieval.normalised_floor(engine.gallery_size()), 4),
         "phash_ms_mean": round(float(np.mean(times["phash"])), 2),
         "throughput_vs_phash": round(float(np.mean(times["phash"]) / per_candidate), 4),
         "index": {"hash": engine.hash_index.kind,

@@ -109,6 +109,7 @@ def test_doctor_search_dupes_remove_scan(deploy: Path, scene, photos) -> None:
     flat = re.sub(r"[│\s]+", " ", doctor)  # the table wraps long details
     assert "config defaults not found: defaults in use" in flat, flat
     assert "pHash: 7 (flat), SSCD: 7 (flat)" in flat, flat
+    assert "cascade: verify at confidence >= 0.01 or SSCD normalised >= 0.050" in flat, flat
     assert re.search(r"verification records: 7 \([\d.]+ MB on disk\), keypoint vote: off",
                      flat), flat  # SSCD retrieval runs: the vote is not needed
     assert re.search(r"stage descriptor\s+.*available\s+.*SSCD sscd_distilled", doctor)

@@ -11,8 +11,10 @@ from PIL import Image, ImageEnhance
 
 from monitor.config import Settings
 from monitor.matching.engine import Engine, GalleryEntry
+from monitor.matching.retrieval import Retrieved
 from monitor.matching.stages.hash import HashStage
 from monitor.matching.stages.local import LocalStage
+from monitor.types import Hit
 from tests.test_stage_local import GALLERY, STRANGERS, _decode, _rgb
 
 
@@ -165,3 +167,20 @@ def test_rebuild_trains_ivf_indices_that_still_find_copies(tmp_path: Path) -> No
     again.load(tmp_path, np.array(sorted(entries)), lambda ids: [entries[i] for i in ids])
     assert again.descriptor_index.kind == engine.descriptor_index.kind
     assert again.match(_decode(crop))[0].gallery_id == truth
+
+
+def test_cascade_floor_grows_with_the_gallery(engine: Engine) -> None:
+    """An SSCD neighbour at normalised 0.08 is verified in a gallery of 100 images but not
+    of 200,000 (an unrelated candidate's best score is a maximum over more images there);
+    real copies, far above either floor, still pass at ten million."""
+    r = engine.settings.retrieval
+    assert r.normalised_floor(10) == r.normalised_floor(1_000) == r.cascade_min_normalised
+    assert r.normalised_floor(10_000) < r.normalised_floor(200_000) < 0.15
+    near = Retrieved(descriptor=[Hit(stage="descriptor", gallery_id=3, score=0.16,
+                                     similarity=0.3, normalised=0.08)])
+    assert near.ranked(r, gallery_size=100) == [3]
+    assert near.ranked(r, gallery_size=200_000) == []
+    assert near.ranked(r, cascade=False, gallery_size=200_000) == [3]
+    for truth, copy in _copies().items():
+        found = engine.retrieve(_decode(copy))
+        assert found.ranked(r, gallery_size=10_000_000)[0] == truth

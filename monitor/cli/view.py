@@ -265,6 +265,9 @@ def _held(engine) -> dict[str, str]:
     held = {"pHash": sized(engine.hash_index)}
     if engine.descriptor:
         held["SSCD"] = sized(engine.descriptor_index)
+        r = engine.settings.retrieval
+        held["cascade"] = (f"verify at confidence >= {r.cascade_min_confidence:g} or SSCD "
+                           f"normalised >= {r.normalised_floor(engine.gallery_size()):.3f}")
     if engine.clip:
         held["CLIP"] = sized(engine.clip_index)
     held["verification records"] = f"{len(store)} ({store.disk_bytes / 2**20:.1f} MB on disk)"

@@ -226,7 +226,7 @@ class Engine:
         if allowed is not None:
             found = found.within(allowed)
         cascade = self.cascades() and self.settings.retrieval.cascade_min_confidence > 0
-        shortlist = found.ranked(self.settings.retrieval, cascade)
+        shortlist = found.ranked(self.settings.retrieval, cascade, self.gallery_size())
         near = bool(shortlist) or not cascade
         with self._lock:
             self.counts["verified" if near else "stopped"] += 1
@@ -247,6 +247,10 @@ class Engine:
         s = self.settings.local
         wanted = s.vote == "on" or (s.vote == "auto" and not self.descriptor_ready())
         return self.local is not None and wanted and gallery_size <= s.vote_max_gallery
+
+    def gallery_size(self) -> int:
+        """Protected images in the SSCD index (the cascade's floor grows with it)."""
+        return len(self.descriptor_index) if self.descriptor_index is not None else 0
 
     def cascades(self) -> bool:
         """Whether the cascade may stop candidates: only with SSCD vectors in the index

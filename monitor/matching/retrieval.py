@@ -43,13 +43,15 @@ class Retrieved:
     descriptor: list[Hit] = field(default_factory=list)
     clip: list[Hit] = field(default_factory=list)
 
-    def ranked(self, settings: RetrievalSettings, cascade: bool = True) -> list[int]:
+    def ranked(self, settings: RetrievalSettings, cascade: bool = True,
+               gallery_size: int = 0) -> list[int]:
         """Gallery ids worth verifying, most confident first by their own retrieval evidence
         (the calibrated confidence of their pHash hits, not yet dense-checked, and SSCD
         hits with structure agreement; :func:`monitor.matching.confidence.confidence`).
 
         With ``cascade`` (and ``cascade_min_confidence`` above 0) only ids that reach
-        ``cascade_min_confidence``, have an SSCD neighbour at ``cascade_min_normalised``
+        ``cascade_min_confidence``, have an SSCD neighbour at the normalised floor of a
+        gallery of ``gallery_size`` images (:meth:`RetrievalSettings.normalised_floor`)
         or a CLIP hit (above ``clip.min_cosine``) are kept: the same test per gallery
         image as per candidate, so a candidate near one protected image does not pay to
         verify twenty unrelated ones (measured on benchmark seed 5: no copy the default
@@ -58,10 +60,10 @@ class Retrieved:
                 + self.descriptor + self.clip)
         if not cascade or settings.cascade_min_confidence <= 0:
             return [m.gallery_id for m in merge_hits(hits)]
+        floor = settings.normalised_floor(gallery_size)
         return [m.gallery_id for m in merge_hits(hits)
                 if m.score >= settings.cascade_min_confidence
-                or any(h.stage == "clip" or (h.normalised is not None and h.normalised
-                                             >= settings.cascade_min_normalised)
+                or any(h.stage == "clip" or (h.normalised is not None and h.normalised >= floor)
                        for h in m.hits)]
 
     def within(self, ids: set[int]) -> Retrieved:
