@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 Box = tuple[int, int, int, int]
@@ -243,3 +245,69 @@ class Validators:
     last_modified: str | None
     sha256: str | None
     status: int | None
+
+
+CONTEXT_CAP = 500
+"""Longest page-context string kept (characters); longer ones are cut with an ellipsis."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(value: object, cap: int = CONTEXT_CAP) -> str | None:
+    """``value`` as one line of plain text: control and bidi-override characters removed,
+    runs of white space made one space, at most ``cap`` characters (cut with ``…``);
+    None when it is not a string or nothing is left."""
+    if not isinstance(value, str):
+        return None
+    text = _SPACE.sub(" ", _CONTROL.sub("", value.replace("\t", " "))).strip()
+    if len(text) > cap:
+        text = text[:cap - 1].rstrip() + "…"
+    return text or None
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """How an image appears where it was found, as the page shows it to a reader.
+
+    Every field is cleaned plain text (:func:`clean_text`) or None; escaping is left to
+    whatever displays it.
+
+    Attributes:
+        page_title: the page's ``<title>`` (a feed entry's title; a sitemap's none).
+        alt: the ``img`` element's ``alt`` text.
+        image_title: the ``img`` element's ``title`` attribute (an image sitemap's
+            ``image:title``).
+        caption: the enclosing ``<figure>``'s ``<figcaption>`` (an image sitemap's
+            ``image:caption``).
+    """
+
+    page_title: str | None = None
+    alt: str | None = None
+    image_title: str | None = None
+    caption: str | None = None
+
+    @classmethod
+    def of(cls, **values: object) -> PageContext | None:
+        """A context of the given fields, each cleaned; None when all are empty."""
+        ctx = cls(**{k: clean_text(v) for k, v in values.items()})
+        return ctx if any(asdict(ctx).values()) else None
+
+    @classmethod
+    def from_dict(cls, data: object) -> PageContext | None:
+        """The context held in ``data`` (job metadata, a stored row): its known string
+        keys, cleaned; anything else is ignored. None when nothing usable is there."""
+        if not isinstance(data, Mapping):
+            return None
+        return cls.of(**{f.name: data.get(f.name) for f in fields(cls)})
+
+    def as_dict(self) -> dict[str, str]:
+        """The fields that are set, as ``{name: text}`` (what is stored as JSON)."""
+        return {k: v for k, v in asdict(self).items() if v}
+
+    def filled(self, other: PageContext | None) -> PageContext:
+        """This context with its empty fields taken from ``other``."""
+        if other is None:
+            return self
+        mine, theirs = asdict(self), asdict(other)
+        return PageContext(**{k: mine[k] or theirs[k] for k in mine})

@@ -26,7 +26,6 @@ from monitor.daemon.metrics import Metrics
 from monitor.daemon.schedule import queue_source
 from monitor.daemon.state import AppState
 from monitor.daemon.worker import job_context, process
-from monitor.intake.crawl.base import CONTEXT_CAP, PageContext, clean_text
 from monitor.intake.crawl.html import parse_html
 from monitor.intake.crawl.sitemap import parse_sitemap
 from monitor.outcome.exports import to_csv, to_json
@@ -38,6 +37,7 @@ from monitor.services.sources import discover, run_source
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 from monitor.store.models import Candidate, Job, Scan, utcnow
+from monitor.types import CONTEXT_CAP, PageContext, clean_text
 from tests.conftest import encode
 from tests.test_crawl import _drain, _workspace
 from tests.test_fetcher import RouteServer, conditional_image

@@ -28,7 +28,7 @@ from typing import Any
 
 from monitor.daemon.state import AppState
 from monitor.errors import BlobNotFound, FetchError, MonitorError
-from monitor.intake.crawl.base import Discovered, PageContext
+from monitor.intake.crawl.base import Discovered
 from monitor.outcome.jsonl import result_json
 from monitor.services.check import CandidateInput, check_one
 from monitor.services.scans import close_if_idle
@@ -36,7 +36,7 @@ from monitor.services.sources import fetch_or_touch
 from monitor.services.workspace import Workspace
 from monitor.store import queue
 from monitor.store.models import Job
-from monitor.types import CheckResult, Verdict
+from monitor.types import CheckResult, PageContext, Verdict
 
 log = logging.getLogger("monitor.worker")
 

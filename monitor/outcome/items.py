@@ -9,7 +9,7 @@ violations for the same filters.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -31,13 +31,14 @@ from monitor.store.violations import (
     as_utc,
     find_violations,
 )
+from monitor.types import PageContext
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
 __all__ = ["SEVERITY_RANK", "ReportItem", "as_utc", "get_item", "query_items", "query_scans"]
 
-CONTEXT_KEYS = ("page_title", "alt", "image_title", "caption")
+CONTEXT_KEYS = tuple(f.name for f in fields(PageContext))
 """Keys of a candidate's page context (``candidate.context_json``), in display order."""
 
 CONTEXT_LABELS = {"page_title": "Page title", "alt": "Alt text", "image_title": "Image title",
@@ -231,11 +232,10 @@ def _json(text: str | None) -> object:
 
 def context_of(text: str | None) -> dict[str, str]:
     """The page context stored as ``text`` (``candidate.context_json``): its known keys
-    with string values; anything else (bad JSON, other keys) is dropped."""
-    data = _json(text)
-    if not isinstance(data, dict):
-        return {}
-    return {k: data[k] for k in CONTEXT_KEYS if isinstance(data.get(k), str) and data[k]}
+    with string values, cleaned (:meth:`PageContext.from_dict`); anything else (bad
+    JSON, other keys) is dropped."""
+    context = PageContext.from_dict(_json(text))
+    return context.as_dict() if context is not None else {}
 
 
 def _item(v: Violation, m: MatchRow, c: Candidate, p: ProtectedImage,

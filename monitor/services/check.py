@@ -28,14 +28,13 @@ import numpy as np
 from monitor.errors import DecodeError, MonitorError
 from monitor.imaging.budget import estimate
 from monitor.imaging.decode import DecodedImage, decode_bytes
-from monitor.intake.crawl.base import PageContext
 from monitor.intake.inputs import expand, is_url, read_file
 from monitor.matching.rules import overall
 from monitor.services.workspace import Workspace
 from monitor.store import candidates as repo
 from monitor.store.gallery import collection_ids as ids_in
 from monitor.store.models import Candidate
-from monitor.types import CheckResult, Match, RuleOutcome, Verdict
+from monitor.types import CheckResult, Match, PageContext, RuleOutcome, Verdict
 
 CHUNK = 32
 """Candidates read, recorded and decoded together (one pending-row transaction each)."""

@@ -20,13 +20,13 @@ from monitor.intake.crawl.base import (
     Collector,
     CrawlLog,
     Discovered,
-    PageContext,
     clean_url,
     looks_like_image,
 )
 from monitor.intake.crawl.html import images_in_fragment
 from monitor.intake.crawl.pages import fetch_page
 from monitor.intake.fetcher import Fetcher
+from monitor.types import PageContext
 
 
 def _is_image(url: str, mime: str | None, medium: str | None = None) -> bool:

@@ -9,7 +9,7 @@ Found: ``img`` ``src``/``srcset`` (and the common lazy-loading ``data-src``,
 only its largest candidate is taken (largest ``w``, else largest ``x``; HTML
 Living Standard §4.8.4.2). Relative URLs are resolved against ``<base href>``.
 
-Each image also gets its :class:`~monitor.intake.crawl.base.PageContext`: the page's
+Each image also gets its :class:`~monitor.types.PageContext`: the page's
 ``<title>``, the ``img``'s ``alt`` and ``title`` attributes (for a ``picture > source``
 those of the picture's ``img``; for an image link, of the ``img`` inside the link, else
 the link's ``title``) and the ``<figcaption>`` of the enclosing ``<figure>``. An image
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
 
-from monitor.intake.crawl.base import PageContext, clean_text, clean_url, looks_like_image
+from monitor.intake.crawl.base import clean_url, looks_like_image
+from monitor.types import PageContext, clean_text
 
 IMG_SRC_ATTRS = ("src", "data-src", "data-lazy-src", "data-original")
 IMG_SRCSET_ATTRS = ("srcset", "data-srcset")

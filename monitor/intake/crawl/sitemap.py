@@ -23,12 +23,12 @@ from monitor.intake.crawl.base import (
     Collector,
     CrawlLog,
     Discovered,
-    PageContext,
     clean_url,
     site_of,
 )
 from monitor.intake.crawl.pages import crawl_pages, fetch_page
 from monitor.intake.fetcher import DOCUMENT_MAX_BYTES, Fetcher
+from monitor.types import PageContext
 
 MAX_LEVELS = 3
 """Sitemap-index nesting followed (the protocol allows one level; be lenient)."""
