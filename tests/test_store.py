@@ -97,3 +97,34 @@ def test_sqlite_file_and_its_folder_are_created(tmp_path: Path) -> None:
     open_engine(f"sqlite:///{path}").dispose()
     rev = sqlite3.connect(path).execute("select version_num from alembic_version").fetchall()
     assert rev == [(SCHEMA_REVISION,)]
+
+
+def test_row_ids_are_64_bit(database_url: str) -> None:
+    """Ids (and the columns referring to them) hold values past 2**31: PostgreSQL's
+    columns and sequences are BIGINT after migration 0008; SQLite's rowids always were."""
+    engine = open_engine(database_url)
+    big = 2**40
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            types = dict(conn.execute(text(
+                "select table_name || '.' || column_name, data_type from "
+                "information_schema.columns where table_schema = current_schema() and "
+                "(column_name = 'id' or column_name like '%\\_id')")).all())
+            for col in ("collection.id", "protectedimage.collection_id", "match.protected_id",
+                        "violation.match_id", "job.candidate_id", "violationevent.violation_id"):
+                assert types[col] == "bigint", (col, types[col])
+            conn.execute(text("select setval(pg_get_serial_sequence('collection', 'id'), :v)"),
+                         {"v": big})
+        else:
+            conn.execute(text("insert into collection (id, name, created_at) "
+                              "values (:v, 'seed', '2026-01-01 00:00:00+00:00')"), {"v": big})
+        conn.execute(text("insert into collection (name, created_at) "
+                          "values ('next', '2026-01-01 00:00:00+00:00')"))
+        new_id = conn.execute(text("select id from collection where name = 'next'")).scalar()
+        conn.execute(text(
+            "insert into protectedimage (collection_id, path, stored_path, sha256, size_bytes,"
+            " width, height, format, meta_json, phash, added_at) values (:c, 'p', 's', 'h', 1,"
+            " 1, 1, 'PNG', '{}', '00', '2026-01-01 00:00:00+00:00')"), {"c": new_id})
+        kept = conn.execute(text("select collection_id from protectedimage")).scalar()
+    engine.dispose()
+    assert new_id == kept == big + 1
