@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage import data
 
 from bench import edits
@@ -17,8 +17,9 @@ from monitor.matching import background
 from monitor.matching.background import Background
 from monitor.matching.engine import Engine, GalleryEntry
 from monitor.matching.index.dense import DenseIndex
-from monitor.matching.stages.descriptor import DescriptorStage
+from monitor.matching.stages.descriptor import SAME_VIEW_IOU, DescriptorStage
 from monitor.matching.stages.hash import HashStage
+from monitor.matching.stages.local_regions import iou, regions
 
 GALLERY = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 UNRELATED = ("camera", "coins", "moon", "immunohistochemistry", "page")
@@ -159,3 +160,16 @@ def test_a_torchscript_export_loads_from_config(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     bad = DescriptorStage(DescriptorSettings(model=str(junk)), tmp_path).status()
     assert not bad.available and "cannot run SSCD model" in bad.reason and bad.fix
+
+
+def test_a_region_repeating_an_earlier_view_is_not_embedded_again(stage) -> None:
+    """A photo on a framed page: the trimmed content and the region proposal are the same
+    box, so the photo is embedded once (whole page + photo), not twice."""
+    page = Image.new("RGB", (900, 700), "white")
+    page.paste(_rgb("astronaut").resize((400, 400)), (60, 80))
+    ImageDraw.Draw(page).rectangle((4, 4, 895, 695), outline="black", width=3)
+    image = _decode(page)
+    proposed = [r.box for r in regions(image, stage.settings.regions)]
+    boxes = [b for _, b in stage.views(image)]
+    assert (60, 80, 460, 480) in proposed and len(boxes) == 2, (proposed, boxes)
+    assert boxes[0] is None and iou(boxes[1], (60, 80, 460, 480)) >= SAME_VIEW_IOU

@@ -33,7 +33,7 @@ from monitor.imaging.decode import DecodedImage
 from monitor.matching.background import Background, shipped_path
 from monitor.matching.index.dense import DenseIndex
 from monitor.matching.stages import descriptor_model
-from monitor.matching.stages.local_regions import regions
+from monitor.matching.stages.local_regions import iou, regions
 from monitor.types import Box, Hit, StageStatus
 
 FINGERPRINT_VERSION = 2
@@ -42,6 +42,11 @@ FINGERPRINT_VERSION = 2
 TRIM_MIN_GAIN = 0.1
 """The trimmed content is embedded on its own when trimming removes at least this share
 of the image's area (pads, blank canvas): SSCD sees borders as content."""
+
+SAME_VIEW_IOU = 0.95
+"""A region proposal whose box overlaps the whole image or an earlier view this much
+(intersection over union) is not embedded again: its embedding would repeat that view's.
+Measured on the ``bench.scale`` queries (seed 5): 30 of 565 views (5.3 %)."""
 
 SCORE_SCALE = 0.5
 """The hit's own score is ``normalised / SCORE_SCALE`` clipped to [0, 1]: a display value
@@ -168,7 +173,8 @@ class DescriptorStage:
 
     def views(self, image: DecodedImage) -> list[tuple[Image.Image, Box | None]]:
         """What of a candidate is embedded: the whole working copy (box None), its trimmed
-        content and its region proposals, each with its box in original pixels."""
+        content and its region proposals (those not within :data:`SAME_VIEW_IOU` of an
+        earlier view), each with its box in original pixels."""
         out: list[tuple[Image.Image, Box | None]] = [(image.image, None)]
         base = image.base
         x0, y0, x1, y1 = image.content_box()
@@ -177,7 +183,11 @@ class DescriptorStage:
             box = (round(ox), round(oy), round(ox + trimmed.width * scale),
                    round(oy + trimmed.height * scale))
             out.append((trimmed, box))
-        out += [(r.image.image, r.box) for r in regions(image, self.settings.regions)]
+        boxes = [b or (0, 0, image.width, image.height) for _, b in out]
+        for r in regions(image, self.settings.regions):
+            if all(iou(r.box, b) < SAME_VIEW_IOU for b in boxes):
+                out.append((r.image.image, r.box))
+                boxes.append(r.box)
         return out
 
     # -- search ----------------------------------------------------------------
