@@ -108,6 +108,7 @@ class Role:
                                      env=env, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.port: int | None = None
+        self.metrics_port: int | None = None
         seen = threading.Event()
 
         def pump() -> None:
@@ -115,6 +116,8 @@ class Role:
                 self.lines.append(line)
                 if m := re.search(r"listening on http://[\d.]+:(\d+)", line):
                     self.port = int(m.group(1))
+                if m := re.search(r"metrics at http://[\d.]+:(\d+)/metrics", line):
+                    self.metrics_port = int(m.group(1))
                 if re.search(ready, line):
                     seen.set()
             seen.set()
@@ -198,9 +201,10 @@ class Cluster:
         self.url = f"http://127.0.0.1:{role.port}"
         return role
 
-    def worker(self) -> Role:
-        """Start one ``monitor worker``."""
-        return self._start(["worker"], r"role worker started")
+    def worker(self, *extra: str) -> Role:
+        """Start one ``monitor worker`` (``extra``: more options); a worker started with
+        ``--metrics-port`` has its metrics port in :attr:`Role.metrics_port`."""
+        return self._start(["worker", *extra], r"role worker started")
 
     def scheduler(self) -> Role:
         """Start one ``monitor scheduler``."""

@@ -13,6 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlmodel import Session
@@ -144,7 +145,8 @@ def test_two_schedulers_one_active(tmp_path: Path) -> None:
 
 
 def test_rabbitmq_broker(tmp_path: Path, pg: PgSchema) -> None:
-    """The same roles over the machine's RabbitMQ (amqp://guest:guest@127.0.0.1:5672//)."""
+    """The same roles over the machine's RabbitMQ (amqp://guest:guest@127.0.0.1:5672//);
+    the worker's own /metrics counts the checks it ran."""
     pika = pytest.importorskip("pika")
     queue_name = f"monitor-test-{uuid.uuid4().hex[:8]}"
     cluster = Cluster(tmp_path / "deploy", pg.url, "amqp://guest:guest@127.0.0.1:5672//")
@@ -153,11 +155,16 @@ def test_rabbitmq_broker(tmp_path: Path, pg: PgSchema) -> None:
     try:
         cluster.add_gallery({n: skimage_photo(n) for n in GALLERY[:2]})
         cluster.api()
-        cluster.worker()
+        worker = cluster.worker("--metrics-port", "0")
         payloads = variants([skimage_photo(n) for n in GALLERY[:2]], 20, seed=3)
         ids = [cluster.submit(d).json()["id"] for d in payloads]
         assert wait_for(lambda: all(cluster.status(i)["status"] == "done" for i in ids), 60)
         assert cluster.send("GET", "/healthz").json()["broker"]["kind"] == "amqp"
+        scraped = httpx.get(f"http://127.0.0.1:{worker.metrics_port}/metrics").text
+        checks = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                     if line.startswith("monitor_checks_total{"))
+        assert checks == 20, scraped
+        assert 'monitor_jobs{state="done"}' in scraped
     finally:
         cluster.stop()
         with pika.BlockingConnection(pika.URLParameters(

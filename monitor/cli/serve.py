@@ -59,6 +59,9 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
     def worker(
         threads: Annotated[int | None, typer.Option(
             help="Checks run at once in this process (server.workers).")] = None,
+        metrics_port: Annotated[int | None, typer.Option(
+            help="Serve Prometheus /metrics on this port (queue.metrics_port; 0: any "
+                 "free port).")] = None,
     ) -> None:
         """Check queued candidates until SIGTERM: messages from queue.broker_url, or the
         job table itself when no broker is set. Start as many as the machines allow;
@@ -67,15 +70,21 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
         """
         from monitor.daemon import serve as run
 
-        raise typer.Exit(run(workspace(), str(config_file()), workers=threads, role="worker"))
+        raise typer.Exit(run(workspace(), str(config_file()), workers=threads, role="worker",
+                             metrics_port=metrics_port))
 
     @app.command()
     @guarded
-    def scheduler() -> None:
+    def scheduler(
+        metrics_port: Annotated[int | None, typer.Option(
+            help="Serve Prometheus /metrics on this port (queue.metrics_port; 0: any "
+                 "free port).")] = None,
+    ) -> None:
         """Run scheduled sources, the e-mail digest, alert senders and the queue sweep
         until SIGTERM. Safe to start two: a lock in the database keeps one active, the
         other takes over within queue.scheduler_ttl seconds if the first dies.
         """
         from monitor.daemon import serve as run
 
-        raise typer.Exit(run(workspace(), str(config_file()), role="scheduler"))
+        raise typer.Exit(run(workspace(), str(config_file()), role="scheduler",
+                             metrics_port=metrics_port))

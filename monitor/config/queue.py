@@ -41,6 +41,11 @@ class QueueSettings(BaseModel):
     scheduler_ttl: float = Field(
         30.0, ge=3, description="Seconds the active scheduler's lock lasts unless renewed "
         "(renewed every third of it); a standby scheduler takes over after it runs out.")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port where `monitor worker` and `monitor scheduler` "
+        "serve Prometheus metrics at /metrics (on server.host): checks by verdict, check "
+        "time, jobs by state; 0: not served. The api and `monitor serve` have /metrics on "
+        "their own port.")
 
     @field_validator("broker_url")
     @classmethod

@@ -64,7 +64,7 @@ class Daemon:
     def __init__(self, ws: Workspace, config_path: str, host: str | None = None,
                  port: int | None = None, workers: int | None = None,
                  grace: float = 30.0, app_factory: str = HTTP_APP, tls: Tls | None = None,
-                 role: str = "all") -> None:
+                 role: str = "all", metrics_port: int | None = None) -> None:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
         server = ws.settings.server
@@ -73,6 +73,9 @@ class Daemon:
         self.port = server.port if port is None else port
         self.n_workers = server.workers if workers is None else workers
         self.grace, self.app_factory, self.tls = grace, app_factory, tls
+        port_set = ws.settings.queue.metrics_port
+        self.metrics_port = metrics_port if metrics_port is not None else (port_set or None)
+        self.metrics_server = None
         self.stop = threading.Event()
         self.bound_port: int | None = None
         self.http = self.http_thread = self.workers = self.scheduling = None
@@ -117,6 +120,8 @@ class Daemon:
             from uvicorn.importer import import_from_string
 
             self._start_http(import_from_string(self.app_factory)(self.state))
+        elif self.metrics_port is not None:
+            self._start_metrics()
         log.info("role %s started (queue: %s)", self.role,
                  "broker" if self.dispatcher.broker is not None else "embedded")
 
@@ -208,6 +213,15 @@ class Daemon:
         log.info("listening on %s://%s:%d (OpenAPI at /docs)", "https" if self.tls else "http",
                  self.host, self.bound_port)
 
+    def _start_metrics(self) -> None:
+        """Serve this process's Prometheus registry at ``/metrics`` on ``metrics_port``
+        (0: any free port) with prometheus_client's own server, for the roles without HTTP."""
+        from prometheus_client import start_http_server
+
+        self.metrics_server, _ = start_http_server(self.metrics_port, addr=self.host,
+                                                   registry=self.metrics.registry)
+        log.info("metrics at http://%s:%d/metrics", self.host, self.metrics_server.server_port)
+
     # -- status ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """Daemon parts for ``/healthz``: the role, the broker, the scheduler (this
@@ -258,6 +272,9 @@ class Daemon:
                 log.warning("released %d unfinished job(s) back to the queue", len(left))
         if self.dispatcher is not None:
             self.dispatcher.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
             if self.dispatcher.broker is not None:
                 self.dispatcher.broker.stop(1.0)
         log.info("stopped")
@@ -265,7 +282,7 @@ class Daemon:
 
 def serve(ws: Workspace, config_path: str | Path, host: str | None = None,
           port: int | None = None, workers: int | None = None, tls: Tls | None = None,
-          role: str = "all") -> int:
+          role: str = "all", metrics_port: int | None = None) -> int:
     """Run a daemon of ``role`` in this process until SIGTERM/SIGINT; returns the exit
     code (0).
 
@@ -275,7 +292,8 @@ def serve(ws: Workspace, config_path: str | Path, host: str | None = None,
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    daemon = Daemon(ws, str(config_path), host, port, workers, tls=tls, role=role)
+    daemon = Daemon(ws, str(config_path), host, port, workers, tls=tls, role=role,
+                    metrics_port=metrics_port)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)
