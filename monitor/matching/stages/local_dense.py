@@ -82,8 +82,9 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     A cell counts when it is textured (std above :data:`MIN_CELL_STD`) and the warped
     candidate covers :data:`MIN_COVER` of it; it agrees when their NCC, at the best of
     the offsets of up to :data:`SHIFT` thumbnail pixels, exceeds :data:`CELL_NCC`. Per-cell
-    sums come from ``np.add.reduceat`` over the grid (measured: 1.7 ms a pair with the 9
-    offsets, against 4.4 ms for the former per-cell loop at one).
+    sums come from ``np.add.reduceat`` over the grid, for the 9 offsets stacked in one
+    array (measured on 100 warped skimage photos, 96-px thumbnails: 1.57 ms a pair against
+    2.93 ms with a loop over the offsets, same votes; 4.4 ms for the older per-cell loop).
     """
     import cv2
 
@@ -98,16 +99,13 @@ def cell_votes(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarr
     var_a = np.maximum(saa - sa * sa / n, 0.0)
     counted = grid.ok & (np.sqrt(var_a / n) >= MIN_CELL_STD) \
         & (grid.sums(cover.astype(np.float64)) >= MIN_COVER * n)
-    best = np.full(n.shape, -1.0)
-    padded = np.pad(b, SHIFT, mode="edge")
-    for dy in range(-SHIFT, SHIFT + 1):
-        for dx in range(-SHIFT, SHIFT + 1):
-            bs = padded[SHIFT + dy:SHIFT + dy + th, SHIFT + dx:SHIFT + dx + tw]
-            sb, sbb, sab = grid.sums(bs), grid.sums(bs * bs), grid.sums(a * bs)
-            var_b = np.maximum(sbb - sb * sb / n, 0.0)
-            denom = np.sqrt(var_a * var_b)
-            ncc = np.where(denom > 0, (sab - sa * sb / n) / np.where(denom > 0, denom, 1), -1)
-            best = np.maximum(best, ncc)
+    padded = np.pad(b, SHIFT, mode="edge")  # every offset at once: (offsets, th, tw)
+    shifted = np.lib.stride_tricks.sliding_window_view(padded, (th, tw)).reshape(-1, th, tw)
+    sb, sbb, sab = grid.sums(shifted), grid.sums(shifted * shifted), grid.sums(a * shifted)
+    var_b = np.maximum(sbb - sb * sb / n, 0.0)
+    denom = np.sqrt(var_a * var_b)
+    ncc = np.where(denom > 0, (sab - sa * sb / n) / np.where(denom > 0, denom, 1), -1)
+    best = ncc.max(axis=0)
     return int((counted & (best > CELL_NCC)).sum()), int(counted.sum())
 
 
@@ -145,8 +143,8 @@ class _Grid:
         self.ok = (heights[:, None] >= 2) & (widths[None, :] >= 2)
 
     def sums(self, x: np.ndarray) -> np.ndarray:
-        """``(rows, cols) float64`` sums of ``x`` ``(h, w)`` over each cell."""
-        return np.add.reduceat(np.add.reduceat(x, self.rows, axis=0), self.cols, axis=1)
+        """``(..., rows, cols) float64`` sums of ``x`` ``(..., h, w)`` over each cell."""
+        return np.add.reduceat(np.add.reduceat(x, self.rows, axis=-2), self.cols, axis=-1)
 
 
 def aligned_agreement(thumb: np.ndarray, ref_size: tuple[int, int], candidate: np.ndarray,
