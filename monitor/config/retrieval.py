@@ -57,13 +57,13 @@ class RetrievalSettings(BaseModel):
     hash_flat_max: int = Field(
         1_000_000, ge=40, description="The pHash index searches exactly up to this many codes "
         "(16 per protected image); above it, a binary IVF index.")
+    mmap: bool = Field(
+        True, description="Memory-map the saved indices at start-up instead of reading them "
+        "whole (an index is read whole only when this process changes it).")
+
     def normalised_floor(self, gallery_size: int) -> float:
         """The cascade's SSCD floor for a gallery of ``gallery_size`` images:
         ``cascade_min_normalised + cascade_normalised_per_decade * log10(N / 1000)``, never
         below ``cascade_min_normalised`` (:data:`CASCADE_REFERENCE_SIZE`)."""
         decades = math.log10(max(gallery_size, CASCADE_REFERENCE_SIZE) / CASCADE_REFERENCE_SIZE)
         return self.cascade_min_normalised + self.cascade_normalised_per_decade * decades
-
-    mmap: bool = Field(
-        True, description="Memory-map the saved indices at start-up instead of reading them "
-        "whole (an index is read whole only when this process changes it).")

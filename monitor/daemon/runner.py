@@ -272,11 +272,11 @@ class Daemon:
                 log.warning("released %d unfinished job(s) back to the queue", len(left))
         if self.dispatcher is not None:
             self.dispatcher.close()
+            if self.dispatcher.broker is not None:
+                self.dispatcher.broker.stop(1.0)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
-            if self.dispatcher.broker is not None:
-                self.dispatcher.broker.stop(1.0)
         log.info("stopped")
 
 
