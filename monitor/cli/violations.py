@@ -112,13 +112,11 @@ def register(app: typer.Typer, workspace: Callable[[], Workspace], guarded: Call
                 print(json.dumps(item_row(ws, i), ensure_ascii=False), flush=True)
             return
         if format == ListFormat.csv:
-            from monitor.outcome.exports import COLUMNS, text_cell
-            from monitor.outcome.items import CONTEXT_KEYS
+            from monitor.outcome.exports import COLUMNS, guarded
 
             write = view.csv_writer(COLUMNS)
             for i in items:
-                row = item_row(ws, i)  # page text is third-party: no spreadsheet formulas
-                write(row | {k: text_cell(row.get(k)) for k in CONTEXT_KEYS})
+                write(guarded(item_row(ws, i)))
             return
         out.print(items_table(items))
         err.print(f"{len(items)} item(s)")

@@ -104,13 +104,18 @@ def text_cell(value: str | None) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
+def guarded(row: dict[str, object]) -> dict[str, object]:
+    """An :func:`item_row` for CSV: its page text (third-party, :data:`CONTEXT_KEYS`) made
+    safe for spreadsheets with :func:`text_cell`."""
+    return row | {k: text_cell(row.get(k)) for k in CONTEXT_KEYS}
+
+
 def to_csv(ws: Store, items: list[ReportItem]) -> str:
     """RFC 4180 CSV (CRLF line ends, header row of :data:`COLUMNS`)."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for item in items:
-        row = item_row(ws, item)
-        writer.writerow([text_cell(row[c]) if c in CONTEXT_KEYS else csv_cell(row[c])
-                         for c in COLUMNS])
+        row = guarded(item_row(ws, item))
+        writer.writerow([csv_cell(row[c]) for c in COLUMNS])
     return buf.getvalue()

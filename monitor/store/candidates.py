@@ -106,7 +106,7 @@ def record_pending(session: Session, sightings: Sequence[Sighting],
         row.headers_json = json.dumps(it.headers) if it.headers else row.headers_json
         row.source_name = it.source_name or row.source_name
         if it.context:
-            row.context_json = json.dumps(it.context, ensure_ascii=False, sort_keys=True)
+            row.context_json = context_json(it.context)
         session.add(row)
         rows.append(row)
     session.commit()
@@ -182,6 +182,11 @@ def _store_outcomes(session: Session, cand: Candidate, outcomes: Sequence[RuleOu
         if not inherited and o.verdict == Verdict.VIOLATION:
             session.add_all([Alert(kind=kind, violation_id=v.id, recipients=to)
                              for kind, to in channels])
+
+
+def context_json(context: dict[str, str]) -> str:
+    """How ``candidate.context_json`` holds a page context: a JSON object, keys sorted."""
+    return json.dumps(context, ensure_ascii=False, sort_keys=True)
 
 
 def _join(session: Session, violation: Violation, cand: Candidate) -> None:

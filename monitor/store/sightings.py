@@ -8,13 +8,13 @@ candidate seen again unchanged (a folder file, or a URL that answered 304).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from monitor.store.candidates import context_json
 from monitor.store.models import Candidate, utcnow
 
 SightingRow = tuple[int, str, int | None, datetime | None, str | None]
@@ -73,7 +73,7 @@ class CandidateSightings:
             row.page_url = page_url or row.page_url
             row.source_name = source_name or row.source_name
             if context:
-                row.context_json = json.dumps(context, ensure_ascii=False, sort_keys=True)
+                row.context_json = context_json(context)
             s.add(row)
             s.commit()
             return row.id
