@@ -55,7 +55,7 @@ def overhead(stage: DescriptorStage, images: list, batch: int) -> tuple[float, f
     """(bare onnxruntime images/s, stage images/s), best of 3 runs each."""
     embed = stage._require()  # the same session object the stage runs
     side = stage.settings.side
-    pixels = np.stack([stage._pixels(im) for im in images])
+    pixels = np.stack([stage._pixels(im, side) for im in images])
     batches = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
     name = embed.session.get_inputs()[0].name
     embed.session.run(None, {name: batches[0]})

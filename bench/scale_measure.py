@@ -93,8 +93,7 @@ def _retrieval_ms(engine, image) -> float:
     """Milliseconds of the index look-ups alone for ``image`` (codes and SSCD vectors
     computed beforehand, outside the timing)."""
     codes = engine.hash.compute(image)
-    views = engine.descriptor.views(image)
-    vectors = engine.descriptor.compute([v for v, _ in views])
+    vectors, _ = engine.descriptor.embed_views(image)
     r, k = engine.settings.retrieval, engine.settings.descriptor.top_k
     t = time.perf_counter()
     engine.hash_index.search_many(codes, engine.settings.hash.max_distance, r.hash_k)

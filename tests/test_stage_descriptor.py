@@ -173,3 +173,23 @@ def test_a_region_repeating_an_earlier_view_is_not_embedded_again(stage) -> None
     boxes = [b for _, b in stage.views(image)]
     assert (60, 80, 460, 480) in proposed and len(boxes) == 2, (proposed, boxes)
     assert boxes[0] is None and iou(boxes[1], (60, 80, 460, 480)) >= SAME_VIEW_IOU
+
+
+def test_a_pasted_copy_is_found_through_its_region_at_region_side(stage, index) -> None:
+    """A photo pasted into a bigger page with other content: the whole page is embedded at
+    ``side`` like the gallery, the pasted photo's region proposal at the smaller
+    ``region_side`` (half the model time), and that region view finds the photo."""
+    page = Image.new("RGB", (1000, 800), (235, 235, 235))
+    page.paste(_rgb("camera").resize((240, 240)), (700, 500))
+    page.paste(_rgb("astronaut").resize((420, 420)), (80, 120))
+    image = _decode(page)
+    vectors, boxes = stage.embed_views(image)
+    views = stage.views(image)
+    assert [b for _, b in views] == boxes and vectors.shape == (len(views), 512)
+    region = next(i for i, b in enumerate(boxes) if b and iou(b, (80, 120, 500, 540)) > 0.8)
+    small = stage.compute([views[region][0]], stage.settings.region_side)[0]
+    assert stage.settings.region_side < stage.settings.side
+    assert np.allclose(vectors[region], small, atol=1e-5)
+    assert np.allclose(vectors[0], stage.compute([views[0][0]])[0], atol=1e-5)
+    best = stage.hits(vectors, boxes, index)[0]
+    assert best.gallery_id == GALLERY.index("astronaut") and best.region == boxes[region]

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from monitor.config.section import Section
 from monitor.errors import ConfigError
 
 Scope = Literal["submit", "search", "read", "review", "gallery"]
@@ -27,11 +28,8 @@ DEFAULT_KEY_ID = "default"
 """The id of the key whose secret is ``server.webhook_secret`` (or its file)."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class KeySettings(_Section):
+class KeySettings(Section):
     """One API key, a ``[[server.keys]]`` table. Several may be valid at once (rotation:
     add the new key, move clients, remove the old one). The secret is read from the
     environment variable named by ``secret_env`` or the file named by ``secret_file``,
@@ -83,7 +81,7 @@ class KeySettings(_Section):
         return value
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     """`monitor serve`: HTTP API, scheduler and queue workers in one process."""
 
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
@@ -130,7 +128,7 @@ class ServerSettings(_Section):
         return self
 
 
-class FetchSettings(_Section):
+class FetchSettings(Section):
     """Fetching candidate images and crawling pages (httpx)."""
 
     user_agent: str = Field("monitor/0.1 (image copy detection)",
@@ -150,7 +148,7 @@ class FetchSettings(_Section):
         "e.g. [\"127.0.0.0/8\"]; link-local and metadata addresses are always refused.")
 
 
-class SourceSettings(_Section):
+class SourceSettings(Section):
     """One place to watch, declared as a ``[[sources]]`` table."""
 
     name: str = Field(description="Unique name, used by `monitor scan NAME`.")
@@ -167,7 +165,7 @@ class SourceSettings(_Section):
     enabled: bool = Field(True, description="Schedule this source.")
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     """Outgoing mail for alerts and digests."""
 
     host: str = Field("", description="SMTP server; empty disables e-mail.")
@@ -183,7 +181,7 @@ class SmtpSettings(_Section):
     timeout: float = Field(30.0, description="SMTP connection timeout (seconds).")
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     """When to tell people about violations."""
 
     immediate: bool = Field(True, description="Mail each new violation as it is found.")

@@ -20,7 +20,9 @@ records stay in the pack as dead bytes until :meth:`FeatureStore.compact` copies
 live ones into a pack of the next generation, writes the table, and deletes the old
 pack: a process still mapping the old pack keeps reading it (an unlinked file stays
 readable on Linux) until its :meth:`FeatureStore.refresh`. One writing process per
-folder is assumed.
+folder is assumed. The byte-level pack writes and reads are in
+:mod:`monitor.matching.index.feature_pack`, the decoded-record LRU in
+:mod:`monitor.matching.index.record_cache`.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from monitor.matching.index import feature_pack
 from monitor.matching.index import records as rec
+from monitor.matching.index.record_cache import RecordCache
 from monitor.matching.index.records import GalleryRecord, RecordTable
 from monitor.matching.stages.local_features import Features
 
@@ -49,9 +51,6 @@ COMPACT_DEAD_SHARE = 0.5
 
 COMPACT_DEAD_BYTES = 64 << 20
 """…and the dead bytes exceed this (64 MiB): small packs are not worth rewriting."""
-
-_Pending = tuple[bytes, tuple[int, int] | None, tuple[int, int] | None]
-"""An unsaved record: its bytes, ``features.original`` and ``features.size`` (or None)."""
 
 
 class FeatureStore:
@@ -73,18 +72,15 @@ class FeatureStore:
         self.fingerprint = fingerprint
         self.reset = False
         self._lock = threading.RLock()
-        self._cache_lock = threading.Lock()
-        self._cache: OrderedDict[int, GalleryRecord] = OrderedDict()
+        self._cache = RecordCache()
         self._table = RecordTable.of([])
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, feature_pack.Pending] = {}
         self._dropped: set[int] = set()  # table ids removed or replaced since the last save
         self._dirty = True
         self._map: mmap.mmap | None = None
         self._pack_size = 0
         self._stamp: tuple[int, int, int] | None = None
-        gens = [int(m[1]) for p in self.folder.glob("features-*.pack")
-                if (m := rec.PACK_NAME.fullmatch(p.name))] if self.folder is not None else []
-        self._generation = max(gens, default=0) + 1
+        self._generation = feature_pack.next_generation(self.folder)
 
     @classmethod
     def open(cls, folder: Path, fingerprint: str) -> FeatureStore:
@@ -116,16 +112,12 @@ class FeatureStore:
         Raises:
             ValueError: ``record`` cannot be encoded (features with a mirror view).
         """
-        gid, f = int(gallery_id), record.features
-        meta = (rec.encode_record(record), None if f is None or f.original is None
-                else (int(f.original[0]), int(f.original[1])),
-                None if f is None else (int(f.size[0]), int(f.size[1])))
+        gid, meta = int(gallery_id), feature_pack.pending_entry(record)
         with self._lock:
             self._drop_rows([gid])
             self._pending[gid] = meta
             self._dirty = True
-            with self._cache_lock:
-                self._cache.pop(gid, None)
+            self._cache.discard([gid])
 
     def remove(self, ids: list[int]) -> None:
         """Forget the records of ``ids`` (unknown ids are ignored); persisted by :meth:`save`."""
@@ -134,9 +126,7 @@ class FeatureStore:
             for gid in ids:
                 self._dirty |= self._pending.pop(gid, None) is not None
             self._drop_rows(ids)
-            with self._cache_lock:
-                for gid in ids:
-                    self._cache.pop(gid, None)
+            self._cache.discard(ids)
 
     def get(self, gallery_id: int) -> GalleryRecord | None:
         """The record of ``gallery_id`` (decoded from the pack), or None when unknown.
@@ -145,10 +135,8 @@ class FeatureStore:
             ValueError: the record is truncated or corrupt (names the gallery id).
         """
         gid = int(gallery_id)
-        with self._cache_lock:
-            if (hit := self._cache.get(gid)) is not None:
-                self._cache.move_to_end(gid)
-                return hit
+        if (hit := self._cache.get(gid)) is not None:
+            return hit
         where, pending = "unsaved", self._pending.get(gid)
         if pending is not None:
             blob = pending[0]
@@ -157,21 +145,14 @@ class FeatureStore:
             i = table.row(gid)
             if i < 0:
                 return None
-            off, n = int(table.offsets[i]), int(table.lengths[i])
-            where = f"{rec.pack_path(self.folder, self._generation).name} at byte {off}"
-            if mm is None or off + n > len(mm):
-                raise ValueError(f"feature record of gallery id {gid} is truncated ({where}, "
-                                 f"{n} bytes, pack holds {0 if mm is None else len(mm)})")
-            blob = mm[off:off + n]
+            name = rec.pack_path(self.folder, self._generation).name
+            blob, where = feature_pack.read_record(mm, table, i, name)
         try:
             record = rec.decode_record(blob)
         except ValueError as e:
             raise ValueError(f"feature record of gallery id {gid} is corrupt ({where}): {e}"
                              ) from e
-        with self._cache_lock:
-            self._cache[gid] = record
-            while len(self._cache) > CACHE_RECORDS:
-                self._cache.popitem(last=False)
+        self._cache.put(gid, record, CACHE_RECORDS)
         return record
 
     def features(self, gallery_id: int) -> list[Features]:
@@ -245,7 +226,7 @@ class FeatureStore:
             pack = rec.pack_path(self.folder, self._generation)
             fresh = not pack.exists()
             with open(pack, "ab") as fh:
-                rows = self._append(fh, fh.seek(0, os.SEEK_END))
+                rows = feature_pack.append_pending(fh, fh.seek(0, os.SEEK_END), self._pending)
             if fresh:
                 rec.fsync_dir(self.folder)
             self._commit(self._table.join(RecordTable.of(rows)), self._generation)
@@ -265,24 +246,11 @@ class FeatureStore:
             return
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            table, mm, gen = self._table, self._map, self._generation + 1
-            offsets = np.empty_like(table.offsets)
-            with open(rec.pack_path(self.folder, gen), "wb") as fh:
-                pos = 0
-                for i in np.argsort(table.offsets, kind="stable"):
-                    off, n = int(table.offsets[i]), int(table.lengths[i])
-                    chunk = b"" if mm is None else mm[off:off + n]
-                    if len(chunk) != n:
-                        fh.close()
-                        rec.pack_path(self.folder, gen).unlink()
-                        raise ValueError(f"feature record of gallery id {table.ids[i]} is "
-                                         "truncated; not compacting")
-                    offsets[i], pos = pos, pos + fh.write(chunk)
-                rows = self._append(fh, pos)
+            gen = self._generation + 1
+            table = feature_pack.write_compacted(rec.pack_path(self.folder, gen), self._table,
+                                                 self._map, self._pending)
             rec.fsync_dir(self.folder)
-            moved = RecordTable(table.ids, offsets, table.lengths, table.originals,
-                                table.sizes)
-            self._commit(moved.join(RecordTable.of(rows)), gen)
+            self._commit(table, gen)
 
     def refresh(self) -> bool:
         """Re-read the table when another process saved since (table file replaced);
@@ -299,8 +267,7 @@ class FeatureStore:
             self._table, self._generation, self._map, self._pack_size, self._stamp = state
             self._table = self._table.take(~np.isin(
                 self._table.ids, [*self._pending, *self._dropped]))
-            with self._cache_lock:
-                self._cache.clear()
+            self._cache.clear()
             return True
 
     def _drop_rows(self, ids: list[int]) -> None:
@@ -310,17 +277,6 @@ class FeatureStore:
             self._dropped.update(self._table.ids[mask].tolist())
             self._table = self._table.take(~mask)
             self._dirty = True
-
-    def _append(self, fh: BinaryIO, pos: int) -> list[rec.Row]:
-        """Write the pending records at ``pos`` of ``fh`` (flushed, fsynced); their rows."""
-        rows = []
-        for gid in sorted(self._pending):
-            blob, original, size = self._pending[gid]
-            rows.append((gid, pos, len(blob), original, size))
-            pos += fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-        return rows
 
     def _commit(self, table: RecordTable, generation: int) -> None:
         """Write ``table`` (pack ``generation`` already durable), map that pack, clear the
@@ -334,7 +290,4 @@ class FeatureStore:
         self._pending.clear()
         self._dropped.clear()
         self._dirty = False
-        current = rec.pack_path(self.folder, generation).name
-        for p in self.folder.glob("features-*.pack"):
-            if rec.PACK_NAME.fullmatch(p.name) and p.name != current:
-                p.unlink(missing_ok=True)
+        feature_pack.remove_other_packs(self.folder, generation)

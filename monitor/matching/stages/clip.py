@@ -17,14 +17,14 @@ Weights, in order of precedence (see ``ClipSettings``):
   tests only"; matches are meaningless except as exact-copy detection.
 
 Nothing is imported or loaded until :meth:`ClipStage.status` or a compute call;
-the first attempt (success or failure) is cached for the life of the stage.
+the first attempt (success or failure) is cached for the life of the stage. Building the
+model (weights resolution, load failures and their fixes) is in
+:mod:`monitor.matching.stages.clip_model`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,18 +36,13 @@ from monitor.errors import ModelLoadFailure as LoadFailure
 from monitor.errors import StageUnavailable
 from monitor.imaging.decode import DecodedImage
 from monitor.matching.index.dense import DenseIndex
-from monitor.matching.stages.clip_weights import (
-    Loaded,
-    batch_steps,
-    cached_weights,
-    hub_cache,
-    hub_offline,
-    hub_unreachable,
-)
+from monitor.matching.stages import clip_model
+from monitor.matching.stages.clip_model import RANDOM_NOTE, RANDOM_SEED
+from monitor.matching.stages.clip_weights import Loaded
 from monitor.types import Hit, StageStatus
 
-RANDOM_SEED = 0
-"""``torch.manual_seed`` (in a forked RNG) for building the model: random weights repeat."""
+__all__ = ["FINGERPRINT_VERSION", "RANDOM_NOTE", "RANDOM_SEED", "REDUCE_MARGIN",
+           "UNRELATED_COSINE", "ClipStage"]
 
 UNRELATED_COSINE = 0.5
 """Cosine mapped to score 0. A rough prior for unrelated photos under ViT-B CLIP image
@@ -58,10 +53,6 @@ REDUCE_MARGIN = 1.25
 
 FINGERPRINT_VERSION = 1
 """Bump when preprocessing changes embeddings, so saved indices are rebuilt."""
-
-RANDOM_NOTE = "random weights: for tests only"
-_REGISTRY_LOCK = threading.Lock()
-_REGISTERED: set[str] = set()
 
 
 class ClipStage:
@@ -81,137 +72,19 @@ class ClipStage:
         self._loaded: Loaded | None = None
         self._failure: LoadFailure | None = None
 
-    def _path(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else self.root / p
-
-    def _config_file(self) -> Path | None:
-        if not self.settings.model_config_dir:
-            return None
-        path = self._path(self.settings.model_config_dir) / f"{self.settings.model}.json"
-        return path if path.is_file() else None
-
     @property
     def fingerprint(self) -> str:
         """Identifies the embedding space (model, weights, preprocessing); cheap, loads nothing.
 
         A custom model config contributes its file's sha256; a checkpoint its path and size.
         """
-        s, cfg = self.settings, self._config_file()
-        model = s.model + (f"#{hashlib.sha256(cfg.read_bytes()).hexdigest()[:12]}" if cfg else "")
-        if s.checkpoint:
-            path = self._path(s.checkpoint)
-            size = path.stat().st_size if path.is_file() else -1
-            weights = f"checkpoint={path}:{size}"
-        else:
-            weights = f"pretrained={s.pretrained}" if s.pretrained else f"random-seed{RANDOM_SEED}"
-        return f"clip-v{FINGERPRINT_VERSION}:{model}:{weights}"
-
-    def _register_configs(self, open_clip: Any) -> None:
-        if not self.settings.model_config_dir:
-            return
-        folder = self._path(self.settings.model_config_dir)
-        if not folder.is_dir():
-            raise LoadFailure(f"clip.model_config_dir {folder} is not a folder",
-                           "create it or set clip.model_config_dir = ''")
-        with _REGISTRY_LOCK:
-            if str(folder) not in _REGISTERED:
-                open_clip.add_model_config(folder)
-                _REGISTERED.add(str(folder))
-
-    def _weights(self, open_clip: Any) -> tuple[str | None, dict]:
-        """``(pretrained argument for open_clip, preprocess overrides)``; raises ``LoadFailure``."""
-        s = self.settings
-        if s.checkpoint:
-            path = self._path(s.checkpoint)
-            if not path.is_file():
-                what = "is a folder, not a file" if path.is_dir() else "does not exist"
-                raise LoadFailure(f"clip.checkpoint {path} {what}",
-                               "set clip.checkpoint to an open_clip weights file "
-                               f"(.bin/.pt/.safetensors) for {s.model}, or empty it to use "
-                               "clip.pretrained")
-            return str(path), {}
-        if not s.pretrained:
-            return None, {}
-        cfg = open_clip.get_pretrained_cfg(s.model, s.pretrained)
-        if not cfg:
-            known = ", ".join(open_clip.list_pretrained_tags_by_model(s.model)) or "none"
-            raise LoadFailure(f"'{s.pretrained}' is not an open_clip pretrained tag of {s.model} "
-                           f"(known: {known})",
-                           "set clip.pretrained to a known tag, or clip.checkpoint to a file")
-        overrides = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg}
-        cached = cached_weights(cfg)
-        if cached:
-            return cached, overrides
-        if hub_offline():
-            raise LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
-                           f"cache ({hub_cache()}) and the hub cannot be reached "
-                           "(HF_HUB_OFFLINE is set)", self._download_fix(cfg))
-        if why := hub_unreachable():  # fail at once instead of after the hub's retries
-            raise LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
-                           f"cache ({hub_cache()}) and the hub {why}", self._download_fix(cfg))
-        return s.pretrained, {}
-
-    def _download_fix(self, cfg: dict) -> str:
-        repo, name = os.path.split(cfg.get("hf_hub", ""))
-        how = f" (`hf download {repo} {name or 'open_clip_pytorch_model.bin'}`)" if repo else ""
-        return (f"download once with network access{how}, or set "
-                "clip.checkpoint = '/path/to/open_clip_pytorch_model.bin'")
-
-    def _build(self) -> Loaded:
-        try:
-            import open_clip
-            import torch
-        except ImportError as exc:  # the default install leaves PyTorch out
-            raise LoadFailure(f"PyTorch and open_clip are not installed ({exc.name} missing)",
-                              "pip install 'monitor[clip]' (PyTorch and open_clip), or set "
-                              "clip.enabled = false") from exc
-
-        s = self.settings
-        self._register_configs(open_clip)
-        if open_clip.get_model_config(s.model) is None:
-            raise LoadFailure(f"open_clip has no model config named '{s.model}'",
-                           "use a name from open_clip.list_models() (e.g. 'ViT-B-32') or put "
-                           f"{s.model}.json in clip.model_config_dir")
-        weights, pp = self._weights(open_clip)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    s.model, pretrained=weights, device="cpu", pretrained_text=False,
-                    image_mean=pp.get("mean"), image_std=pp.get("std"),
-                    image_interpolation=pp.get("interpolation"),
-                    image_resize_mode=pp.get("resize_mode"))
-            tokenizer = open_clip.get_tokenizer(s.model)
-        except Exception as exc:
-            raise self._explain(exc, weights) from exc
-        model.eval()
-        size = model.visual.preprocess_cfg["size"]
-        side = max(size) if isinstance(size, (tuple, list)) else int(size)
-        with torch.inference_mode():
-            dim = int(model.encode_image(torch.zeros(1, 3, side, side)).shape[-1])
-        return Loaded(model, preprocess, batch_steps(preprocess), tokenizer, dim, side,
-                       "" if weights else RANDOM_NOTE)
-
-    def _explain(self, exc: Exception, weights: str | None) -> LoadFailure:
-        s, why = self.settings, str(exc).strip().split("\n")[0][:300] or type(exc).__name__
-        if weights and weights == s.pretrained:
-            from open_clip import get_pretrained_cfg
-
-            return LoadFailure(f"weights for {s.model}/{s.pretrained} are not in the Hugging Face "
-                            f"cache ({hub_cache()}) and downloading them failed: {why}",
-                            self._download_fix(get_pretrained_cfg(s.model, s.pretrained)))
-        if weights:
-            return LoadFailure(f"weights file {weights} could not be loaded into {s.model}: {why}",
-                            f"use an open_clip checkpoint trained for clip.model = '{s.model}'")
-        return LoadFailure(f"open_clip could not build {s.model}: {why}",
-                        "check clip.model and clip.model_config_dir")
+        return f"clip-v{FINGERPRINT_VERSION}:{clip_model.fingerprint(self.settings, self.root)}"
 
     def _load(self) -> tuple[Loaded | None, LoadFailure | None]:
         with self._lock:
             if not self._attempted:
                 try:
-                    self._loaded = self._build()
+                    self._loaded = clip_model.load(self.settings, self.root)
                 except LoadFailure as failure:
                     self._failure = failure
                 self._attempted = True

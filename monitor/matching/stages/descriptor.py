@@ -9,7 +9,8 @@ repository evaluates DISC21 (``Resize([320, 320])``).
 
 A candidate is embedded whole, as its trimmed content (uniform pads removed) and as
 each rectangular region proposal (:mod:`.local_regions`: a copy pasted into a
-screenshot, page or collage), in one batch. Each embedding's ``top_k`` gallery
+screenshot, page or collage), the proposals at the smaller ``region_side``
+(:data:`REGION_SIDE_SOURCE`). Each embedding's ``top_k`` gallery
 neighbours with a raw cosine of at least ``min_similarity`` become hits; per gallery
 image the best normalised similarity (:mod:`monitor.matching.background`) is kept with
 the box it came from. The stage proposes; the calibrated confidence decides.
@@ -47,6 +48,13 @@ SAME_VIEW_IOU = 0.95
 """A region proposal whose box overlaps the whole image or an earlier view this much
 (intersection over union) is not embedded again: its embedding would repeat that view's.
 Measured on the ``bench.scale`` queries (seed 5): 30 of 565 views (5.3 %)."""
+
+REGION_SIDE_SOURCE = (
+    "bench.scale queries of seed 5, gallery 10k, 304 candidates with proposals: embedded "
+    "at 224 px rather than 320, a proposal that is a copy reaches the cascade floor as "
+    "often (174 vs 165 of 210), at half the model time (10.9 vs 21.8 ms per view); the "
+    "whole image at 224 loses copies (393 vs 418 of 500), so it stays at descriptor.side")
+"""Measurement behind ``descriptor.region_side``'s default (:meth:`DescriptorStage.embed_views`)."""
 
 SCORE_SCALE = 0.5
 """The hit's own score is ``normalised / SCORE_SCALE`` clipped to [0, 1]: a display value
@@ -148,24 +156,26 @@ class DescriptorStage:
         return self._background
 
     # -- embedding -------------------------------------------------------------
-    def _pixels(self, image: DecodedImage | Image.Image) -> np.ndarray:
+    def _pixels(self, image: DecodedImage | Image.Image, side: int) -> np.ndarray:
         """``uint8 (side, side, 3)`` RGB: the image squeezed to a square (SSCD's DISC21
         evaluation, ``Resize([320, 320])``), by area averaging (OpenCV ``INTER_AREA``) from
         a cached copy of twice that side."""
-        side = self.settings.side
         if isinstance(image, DecodedImage):
             image = image.scaled(2 * side)
         rgb = np.asarray(image.convert("RGB"))
         return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
 
-    def compute(self, images: list[DecodedImage | Image.Image]) -> np.ndarray:
-        """Embeddings ``(N, D) float32`` L2-normalised, in batches of 16.
+    def compute(self, images: list[DecodedImage | Image.Image],
+                side: int | None = None) -> np.ndarray:
+        """Embeddings ``(N, D) float32`` L2-normalised, in batches of 16, each image squeezed
+        to ``side`` × ``side`` pixels (default ``descriptor.side``, as the gallery is).
 
         Raises:
             StageUnavailable: the model cannot be loaded or the stage is disabled.
         """
         embed = self._require()
-        pixels = [self._pixels(im) for im in images]
+        side = side or self.settings.side
+        pixels = [self._pixels(im, side) for im in images]
         if not pixels:
             return np.zeros((0, embed.dim), np.float32)
         return np.concatenate([embed(np.stack(pixels[i:i + 16]))
@@ -175,6 +185,12 @@ class DescriptorStage:
         """What of a candidate is embedded: the whole working copy (box None), its trimmed
         content and its region proposals (those not within :data:`SAME_VIEW_IOU` of an
         earlier view), each with its box in original pixels."""
+        base, proposals = self._views(image)
+        return base + proposals
+
+    def _views(self, image: DecodedImage) -> tuple[list[tuple[Image.Image, Box | None]],
+                                                   list[tuple[Image.Image, Box | None]]]:
+        """:meth:`views` in two parts: the whole image and trimmed content, the proposals."""
         out: list[tuple[Image.Image, Box | None]] = [(image.image, None)]
         base = image.base
         x0, y0, x1, y1 = image.content_box()
@@ -184,11 +200,27 @@ class DescriptorStage:
                    round(oy + trimmed.height * scale))
             out.append((trimmed, box))
         boxes = [b or (0, 0, image.width, image.height) for _, b in out]
+        proposals: list[tuple[Image.Image, Box | None]] = []
         for r in regions(image, self.settings.regions):
             if all(iou(r.box, b) < SAME_VIEW_IOU for b in boxes):
-                out.append((r.image.image, r.box))
+                proposals.append((r.image.image, r.box))
                 boxes.append(r.box)
-        return out
+        return out, proposals
+
+    def embed_views(self, image: DecodedImage) -> tuple[np.ndarray, list[Box | None]]:
+        """Embeddings ``(V, D) float32`` of :meth:`views` with each view's box: the whole
+        image and trimmed content at ``descriptor.side`` (as the gallery), the region
+        proposals at ``descriptor.region_side`` (:data:`REGION_SIDE_SOURCE`).
+
+        Raises:
+            StageUnavailable: the model cannot be loaded or the stage is disabled.
+        """
+        base, proposals = self._views(image)
+        vectors = self.compute([v for v, _ in base])
+        if proposals:
+            vectors = np.concatenate([vectors, self.compute(
+                [v for v, _ in proposals], self.settings.region_side)])
+        return vectors, [b for _, b in base + proposals]
 
     # -- search ----------------------------------------------------------------
     def search(self, image: DecodedImage, index: DenseIndex) -> list[Hit]:
@@ -201,9 +233,8 @@ class DescriptorStage:
         """
         if not len(index):
             return []
-        views = self.views(image)
-        vectors = self.compute([v for v, _ in views])
-        return self.hits(vectors, [b for _, b in views], index)
+        vectors, boxes = self.embed_views(image)
+        return self.hits(vectors, boxes, index)
 
     def hits(self, vectors: np.ndarray, boxes: list[Box | None], index: DenseIndex) -> list[Hit]:
         """:meth:`search` from embeddings already computed, ``(V, D) float32`` with the box
