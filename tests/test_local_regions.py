@@ -298,3 +298,34 @@ def test_region_too_small_for_its_phash_is_not_hashed(monkeypatch) -> None:
     assert found and found[0].region is not None and found[0].inliers is None
     x0, y0, x1, y1 = found[0].region
     assert x0 <= 472 and y0 <= 352 and x1 >= 528 and y1 >= 408  # the panel holding it
+
+
+def test_sub_image_phash_checks_are_bounded_nearest_first(monkeypatch) -> None:
+    """``hash.region_checks`` bounds the dense checks of sub-images' pHash hits per
+    candidate, nearest first: the rocket pasted whole into a page is still found with one
+    check (its hit is the nearest), and not at all with none; every sub-image hit found
+    is checked when the bound is high."""
+    from monitor.matching.stages.local import LocalStage
+
+    page = Image.new("RGB", (1200, 800), (245, 245, 245))
+    page.paste(_rgb("page").resize((1100, 150)), (50, 20))
+    page.paste(_pillarboxed("rocket", (640, 300)), (280, 300))
+    checked: list[int] = []
+    real = LocalStage.aligned
+
+    def counting(self, image, *args, **kwargs):
+        if image.width < page.width:  # a sub-image, not the whole candidate
+            checked.append(image.width)
+        return real(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStage, "aligned", counting)
+    rocket = GALLERY.index("rocket")
+    counts = {}
+    for bound in (0, 1, 64):
+        checked.clear()
+        found = [m for m in _engine(region_checks=bound).match(_decode(page))
+                 if m.gallery_id == rocket]
+        counts[bound] = len(checked)
+        assert bool(found) == (bound > 0), (bound, found)
+        assert len(checked) <= bound
+    assert counts == {0: 0, 1: 1, 64: counts[64]} and counts[64] > 1, counts
