@@ -138,7 +138,7 @@ class HashEvidence:
         candidate's cost here is bounded (:data:`REGION_CHECKS_SOURCE`)."""
         settings, stage = self.engine.settings, self.engine.hash
         near = settings.hash.max_distance
-        todo: list[tuple[int, Region, Hit]] = []
+        todo: list[tuple[Region, Hit]] = []
         for region in proposed_regions(image, settings.local.proposals):
             if too_small(region.image, image):
                 continue
@@ -147,12 +147,11 @@ class HashEvidence:
                                  limit=settings.retrieval.hash_k)
             found = [h for h in found if self.shaped_like(region.image, h.gallery_id)]
             far = [h for h in found if h.distance > near][:FAR_HITS]
-            todo += [(h.distance, region, h) for h in found if h.distance <= near] + [
-                (h.distance, region, h) for h in far]
-        todo.sort(key=lambda t: t[0])  # stable: a tie keeps the larger region first
+            todo += [(region, h) for h in found if h.distance <= near or h in far]
+        todo.sort(key=lambda t: t[1].distance)  # stable: a tie keeps the larger region first
         hits = []
-        for distance, region, h in todo[:settings.hash.region_checks]:
-            strict = (FAR_AGREEMENT, FAR_MIN_CELLS) if distance > near else (None, 0)
+        for region, h in todo[:settings.hash.region_checks]:
+            strict = (FAR_AGREEMENT, FAR_MIN_CELLS) if h.distance > near else (None, 0)
             hits += [replace(k, region=region.box)
                      for k in self.confirmed(region.image, local, [h], *strict)]
         return hits
